@@ -1,0 +1,12 @@
+"""Pillow-exact image kernels on ``(B, C, H, W)`` uint8 tensors.
+
+Conventions shared by every kernel in this package:
+
+* Input and output are ``torch.uint8`` tensors of shape ``(B, C, H, W)`` on one device (CPU or
+  CUDA, the same code). C is 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA); alpha is the last channel when C
+  is even. B may be 0.
+* The input is never modified; the result is a new tensor on the input's device.
+* Each kernel gives Pillow's meaning of the operation (within 1 level per pixel); where Kornia's
+  meaning differs, the kernel's comment says so.
+* No JSON, base64, URLs or runpod here: torch and kornia only.
+"""
