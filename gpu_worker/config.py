@@ -1,0 +1,100 @@
+"""Worker settings: defaults here, ``configs/worker.yaml`` on top, environment variables last.
+
+Every setting has one environment variable (its name in upper case, e.g. ``MAX_CONCURRENCY``).
+The YAML file is found at ``$GPU_WORKER_CONFIG``, else ``configs/worker.yaml`` beside the package;
+a missing file means the defaults below. The README's configuration table lists them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CONFIG_ENV = "GPU_WORKER_CONFIG"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "worker.yaml"
+
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All worker settings. Units are in the names: bytes, pixels, ms, s."""
+
+    #: Where kernels run: auto (CUDA if present, else CPU), cpu, cuda, cuda:N.
+    gpu_worker_device: str = "auto"
+    #: Jobs one worker takes at once (the SDK's concurrency_modifier).
+    max_concurrency: int = 1
+    #: Log level for the SDK and the worker (unset, the SDK logs whole outputs at DEBUG).
+    runpod_log_level: str = "INFO"
+
+    # --- limits (checked before the step they guard) ---
+    max_source_bytes: int = 50 * MB
+    max_decoded_pixels: int = 50 * MB  # 50 MP, imgproxy's default
+    max_output_pixels: int = 50 * MB
+    max_operations: int = 50
+    max_batch_items: int = 256
+    max_batch_pixels: int = 1_000 * MB  # total decoded pixels of one batch job
+    fetch_timeout_s: float = 15.0
+
+    # --- cross-job batcher ---
+    batch_wait_ms: float = 5.0
+    batch_max_pixels: int = 200 * MB  # pixels stacked into one kernel call
+
+    # --- result cache ---
+    cache_max_bytes: int = 256 * MB  # 0 turns the cache off
+
+    # --- outputs ---
+    upload_threshold_bytes: int = 8 * MB  # larger serialized results go to the bucket
+    bucket_name: str = "gpu-worker-outputs"
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+def load_settings(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from defaults, then the YAML file, then the environment.
+
+    Raises ValueError naming the setting when a value has the wrong type or is out of range.
+    """
+    environ = os.environ if environ is None else environ
+    path = Path(path or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    values: dict[str, object] = {}
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of setting: value")
+        values.update(loaded)
+    for name in Settings.names():
+        if name.upper() in environ:
+            values[name] = environ[name.upper()]
+    unknown = sorted(set(values) - set(Settings.names()))
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(Settings.names())}")
+    return Settings(**{name: _coerce(name, value) for name, value in values.items()})
+
+
+def _coerce(name: str, value: object) -> object:
+    """A YAML or environment value as the setting's type (an int may be written 50_000_000 or 5e7)."""
+    kind = type(getattr(Settings, name))
+    try:
+        if kind is int:
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, bool) or not float(number).is_integer():
+                raise ValueError
+            result = int(number)
+        elif kind is float:
+            result = float(value)
+            if result != result or result in (float("inf"), float("-inf")):
+                raise ValueError
+        else:
+            result = str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {name} ({name.upper()}) must be a {kind.__name__}, got {value!r}") from None
+    if kind in (int, float) and result < 0:
+        raise ValueError(f"setting {name} ({name.upper()}) must not be negative, got {value!r}")
+    return result
