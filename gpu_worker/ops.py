@@ -47,7 +47,7 @@ class ResizeParams(OpParams):
     width: Optional[int] = Field(default=None, ge=1, le=MAX_SIDE)
     height: Optional[int] = Field(default=None, ge=1, le=MAX_SIDE)
     maintain_aspect: bool = True
-    filter: Literal["lanczos", "bicubic", "bilinear", "nearest"] = "lanczos"
+    filter: Literal[tuple(kernels.RESAMPLING_FILTERS)] = "lanczos"  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _needs_a_side(self):
@@ -69,10 +69,7 @@ class CropParams(OpParams):
 class FilterParams(OpParams):
     """One of Pillow's fixed filters, or ``grayscale`` (Pillow's ``convert("L")``)."""
 
-    name: Literal[
-        "blur", "sharpen", "contour", "detail", "edge_enhance", "edge_enhance_more", "emboss",
-        "find_edges", "smooth", "smooth_more", "grayscale",
-    ]
+    name: Literal[(*kernels.FILTERS, "grayscale")]  # type: ignore[valid-type]
 
 
 class AdjustParams(OpParams):

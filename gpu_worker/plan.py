@@ -130,5 +130,5 @@ def _compile_one(index: int, item: Any) -> tuple[Operation, OpParams]:
     try:
         return op, op.params_model.model_validate(params)
     except ValidationError as exc:
-        prefix = f"{where}.params"
-        raise InvalidInput(f"{op.name}: " + describe(exc, prefix, {prefix: op.parameter_names})) from None
+        prefix = f"{where} ({op.name}).params"
+        raise InvalidInput(describe(exc, prefix, {prefix: op.parameter_names})) from None

@@ -28,14 +28,15 @@ def describe(error: ValidationError, prefix: str = "", allowed: dict[str, list[s
         kind = item["type"]
         if kind == "extra_forbidden":
             parent = field_path(prefix, loc[:-1])
-            msg = f"{parent}: unknown parameter '{loc[-1]}'"
+            msg = f"{parent}: unknown field '{loc[-1]}'"
             names = (allowed or {}).get(parent)
             if names:
                 msg += f"; allowed: {', '.join(names)}"
         else:
             # Union members add their type name to the location ("function-after[...]"): drop those.
             loc = tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
-            msg = f"{field_path(prefix, loc)}: {item['msg']}"
+            text = item["msg"].removeprefix("Value error, ")
+            msg = f"{field_path(prefix, loc)}: {text}"
             if kind != "missing" and "input" in item:
                 msg += f" (got {_short(item['input'])})"
         lines.append(msg)

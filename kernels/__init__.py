@@ -10,3 +10,21 @@ Conventions shared by every kernel in this package:
   meaning differs, the kernel's comment says so.
 * No JSON, base64, URLs or runpod here: torch and kornia only.
 """
+
+from kernels.color import adjust, grayscale
+from kernels.crop import crop
+from kernels.filters import FILTERS, apply_filter
+from kernels.resize import RESAMPLING_FILTERS, resize
+from kernels.stats import histograms, mean_luma
+
+__all__ = [
+    "FILTERS",
+    "RESAMPLING_FILTERS",
+    "adjust",
+    "apply_filter",
+    "crop",
+    "grayscale",
+    "histograms",
+    "mean_luma",
+    "resize",
+]

@@ -1,0 +1,122 @@
+"""The job's input schema (the tutorial's contract), validated before any download or decode.
+
+A single-image job::
+
+    {"image": {"url": "https://..."} | {"base64": "..."},
+     "operations": [{"type": "resize", "params": {"width": 800}}, ...],
+     "output": {"format": "JPEG" | "PNG" | "WEBP", "quality": 1..100, "upload": false},
+     "analysis": "source" | "result" | "both" | true | false}
+
+A batch job is ``{"images": [<single-image job>, ...]}``; ``operations``, ``output`` and
+``analysis`` given beside ``images`` are defaults for items that leave them out. Items are
+validated one by one, so a bad item fails only itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gpu_worker.errors import InvalidInput, LimitExceeded
+from gpu_worker.validation import describe
+
+OUTPUT_FORMATS = ("JPEG", "PNG", "WEBP")
+#: Accepted spellings of a format, upper-cased -> canonical name.
+FORMAT_ALIASES = {"JPEG": "JPEG", "JPG": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ImageSource(_Strict):
+    """Where the image comes from: exactly one of ``url`` or ``base64``."""
+
+    url: Optional[str] = Field(default=None, min_length=1, max_length=8192)
+    base64: Optional[str] = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.url is None) == (self.base64 is None):
+            raise ValueError("give exactly one of 'url' or 'base64'")
+        return self
+
+
+class OutputSpec(_Strict):
+    """How the result is encoded and returned."""
+
+    format: str = "JPEG"
+    quality: int = Field(default=85, ge=1, le=100)
+    #: Put the result in the bucket and return a presigned URL even when it is small.
+    upload: bool = False
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        canonical = FORMAT_ALIASES.get(value.strip().upper())
+        if canonical is None:
+            raise ValueError(f"unknown output format {value!r}; allowed: {', '.join(OUTPUT_FORMATS)}")
+        return canonical
+
+
+ANALYSIS_TARGETS = ("source", "result", "both")
+
+
+class ImageJob(_Strict):
+    """One image, its operations, its output settings and what to analyse."""
+
+    image: ImageSource
+    operations: list[Any] = Field(default_factory=list)  # validated by gpu_worker.plan
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    analysis: Any = False
+
+    @field_validator("analysis")
+    @classmethod
+    def _known_analysis(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value in ANALYSIS_TARGETS:
+            return value
+        raise ValueError(f"must be true, false or one of {', '.join(ANALYSIS_TARGETS)}")
+
+    @property
+    def analysis_targets(self) -> tuple[str, ...]:
+        """Which images to analyse: () / ("source",) / ("result",) / ("source", "result")."""
+        if self.analysis is True or self.analysis == "result":
+            return ("result",)
+        if self.analysis == "source":
+            return ("source",)
+        if self.analysis == "both":
+            return ("source", "result")
+        return ()
+
+
+ITEM_FIELDS = sorted(ImageJob.model_fields)
+BATCH_DEFAULT_FIELDS = ("operations", "output", "analysis")
+
+
+def parse_item(data: Any, where: str = "input") -> ImageJob:
+    """Validate one single-image job; InvalidInput names the field and the problem."""
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{where} must be an object, got {type(data).__name__}")
+    try:
+        return ImageJob.model_validate(data)
+    except ValidationError as exc:
+        prefix = "" if where == "input" else where
+        raise InvalidInput(describe(exc, prefix, {where: ITEM_FIELDS})) from None
+
+
+def split_batch(data: dict, max_items: int) -> list[dict]:
+    """The raw items of a batch job, each with the batch's defaults filled in (not yet validated)."""
+    images = data["images"]
+    extra = sorted(set(data) - {"images", *BATCH_DEFAULT_FIELDS})
+    if extra:
+        raise InvalidInput(f"input: unknown field '{extra[0]}' beside 'images'; allowed: "
+                           f"{', '.join(('images', *BATCH_DEFAULT_FIELDS))}")
+    if not isinstance(images, list):
+        raise InvalidInput(f"input.images must be a list of image jobs, got {type(images).__name__}")
+    if not images:
+        raise InvalidInput("input.images is empty: give at least one image job")
+    if len(images) > max_items:
+        raise LimitExceeded(f"{len(images)} images is over the limit of {max_items} per batch job (MAX_BATCH_ITEMS)")
+    defaults = {key: data[key] for key in BATCH_DEFAULT_FIELDS if key in data}
+    return [{**defaults, **item} if isinstance(item, dict) else item for item in images]

@@ -1,0 +1,167 @@
+"""Pillow's ``convert("L")`` and ``ImageEnhance`` (Brightness, Contrast, Color) on uint8 batches.
+
+Pillow's arithmetic, which these kernels reproduce exactly (0 levels apart on real photos):
+
+* ``convert("L")`` (``src/libImaging/Convert.c``, ``rgb2l``/``rgba2l``) is integer fixed point:
+  ``L = (R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16``; the weights sum to 65536, so a gray
+  pixel keeps its level and halves round up. RGBA ignores alpha; LA and L keep their L band.
+  Kornia's ``rgb_to_grayscale`` uses float weights (0.299, 0.587, 0.114) without Pillow's rounding,
+  so it is not used.
+* ``ImageEnhance`` is "degenerate image + ``Image.blend``" (``src/libImaging/Blend.c``):
+  ``out = (uint8)(in1 + alpha * (in2 - in1))`` in float32 (``alpha`` is a C ``float``), with
+  ``in1`` the degenerate image and ``in2`` the image; for a factor outside [0, 1] the float is first
+  clipped to 0..255; the cast truncates. Brightness blends with black (Kornia's
+  ``adjust_brightness`` adds instead of scaling, so it is not used), Contrast with a flat image of
+  ``int(mean + 0.5)`` where ``mean`` is the ``ImageStat`` mean of ``convert("L")``, Color with the
+  image's own grayscale (``convert("L").convert(mode)``). The degenerate image carries the image's
+  alpha, so the blend leaves alpha unchanged; for L and LA images Color is the identity.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import torch
+
+from kernels._checks import check_images, color_channels, has_alpha
+
+# Convert.c's L24 weights, 16-bit fixed point: they sum to 65536.
+_LUMA_WEIGHTS = (19595, 38470, 7471)
+
+
+def _luma(rgb: torch.Tensor) -> torch.Tensor:
+    """Pillow's L of a float32 ``(B, 3, H, W)`` batch holding integers 0..255 -> ``(B, 1, H, W)``.
+
+    Every product and partial sum is an integer below 2**24 (at most 255 * 65536 + 32768), so
+    float32 computes Convert.c's integer formula exactly, and the division by 65536 is exact too.
+    Written as elementwise products on purpose: a matmul/einsum may run in TF32 on CUDA and lose
+    the low bits.
+    """
+    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+    wr, wg, wb = _LUMA_WEIGHTS
+    acc = r * wr
+    acc += g * wg
+    acc += b * wb
+    acc += 0x8000
+    return acc.mul_(1.0 / 65536).floor_()
+
+
+def grayscale(images: torch.Tensor) -> torch.Tensor:
+    """Pillow's ``convert("L")``: one luma channel per image.
+
+    Args:
+        images: uint8 ``(B, C, H, W)``, C in 1..4 (L, LA, RGB, RGBA), values 0..255.
+
+    Returns:
+        A new uint8 ``(B, 1, H, W)`` tensor on the input's device. RGB and RGBA give
+        ``(R * 19595 + G * 38470 + B * 7471 + 32768) >> 16`` (alpha is dropped, as
+        ``ImageOps.grayscale`` and ``convert("L")`` drop it); L is copied; LA gives its L band.
+
+    Example:
+        >>> x = torch.tensor([255, 0, 0], dtype=torch.uint8).view(1, 3, 1, 1)
+        >>> grayscale(x).flatten().tolist()
+        [76]
+    """
+    check_images(images)
+    if images.shape[1] < 3:
+        return images[:, 0:1].clone()
+    return _luma(images[:, 0:3].to(torch.float32)).to(torch.uint8)
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to the nearest float32, as ``Image.blend`` passes it to C (``"f"``)."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def _check_factor(name: str, value: object) -> float | None:
+    """None, or the factor as the float32 Pillow computes with; ValueError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+    try:
+        factor = _float32(float(value))
+    except OverflowError:
+        factor = math.inf
+    if not math.isfinite(factor):
+        raise ValueError(f"{name} must be a finite number (float32 range) or None, got {value!r}")
+    return factor
+
+
+def _blend(degenerate: torch.Tensor, image: torch.Tensor, factor: float) -> torch.Tensor:
+    """Blend.c on float32 tensors of integers, in place on ``image``: result holds integers 0..255.
+
+    ``degenerate + factor * (image - degenerate)`` with each step rounded to float32 as C does
+    (separate ops, no fused multiply-add), then clipped to 0..255 and truncated. Within [0, 1]
+    Pillow skips the clip because the value is already in range, so one rule covers both branches.
+    """
+    return image.sub_(degenerate).mul_(factor).add_(degenerate).clamp_(0.0, 255.0).floor_()
+
+
+def _mean_level(luma: torch.Tensor) -> torch.Tensor:
+    """``int(ImageStat.Stat(L).mean[0] + 0.5)`` per image, as float32 ``(B, 1, 1, 1)``, on device.
+
+    ImageStat sums the levels exactly (Python ints) and divides as doubles; float64 holds the sum
+    exactly (below 2**53), so ``floor(sum / n + 0.5)`` here is the same double arithmetic.
+    """
+    n = luma.shape[-2] * luma.shape[-1]
+    total = luma.sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float64)
+    return total.div_(n).add_(0.5).floor_().to(torch.float32)
+
+
+def adjust(
+    images: torch.Tensor,
+    brightness: float | None = None,
+    contrast: float | None = None,
+    saturation: float | None = None,
+) -> torch.Tensor:
+    """Pillow's ``ImageEnhance`` Brightness, then Contrast, then Color, each ``.enhance(factor)``.
+
+    Each factor is optional (None skips that step; 1.0 is the identity); 0 gives black, a flat gray
+    of the mean luma, and the grayscale image respectively; above 1 extrapolates. Like Pillow, any
+    finite factor is accepted, negative ones included. Each step rounds to 8 bits before the next,
+    as three successive Pillow calls do; the contrast mean is taken per image, after brightness.
+
+    Args:
+        images: uint8 ``(B, C, H, W)``, C in 1..4 (L, LA, RGB, RGBA), values 0..255.
+        brightness: factor for ``ImageEnhance.Brightness`` (blend with black), or None.
+        contrast: factor for ``ImageEnhance.Contrast`` (blend with the mean luma), or None.
+        saturation: factor for ``ImageEnhance.Color`` (blend with the grayscale), or None. No effect
+            on L and LA images, as in Pillow.
+
+    Returns:
+        A new uint8 ``(B, C, H, W)`` tensor on the input's device; alpha is the input's.
+
+    Example:
+        >>> x = torch.full((2, 3, 4, 4), 100, dtype=torch.uint8)
+        >>> adjust(x, brightness=1.2, contrast=0.5)[0, :, 0, 0].tolist()
+        [120, 120, 120]
+    """
+    check_images(images)
+    factors = {
+        "brightness": _check_factor("brightness", brightness),
+        "contrast": _check_factor("contrast", contrast),
+        "saturation": _check_factor("saturation", saturation),
+    }
+    b, c = factors["brightness"], factors["contrast"]
+    s = factors["saturation"] if images.shape[1] >= 3 else None  # Color is the identity on L/LA
+    if b is None and c is None and s is None:
+        return images.clone()
+
+    x = color_channels(images).to(torch.float32)  # a new tensor: the steps below work in place
+    if b is not None:
+        # Blend with black: 0 + b * (x - 0) rounds exactly as b * x.
+        x.mul_(b).clamp_(0.0, 255.0).floor_()
+    if c is not None:
+        # The mean needs the whole brightened image: this reduction is the one pass that cannot
+        # be fused with the elementwise steps around it.
+        luma = _luma(x) if x.shape[1] == 3 else x
+        x = _blend(_mean_level(luma), x, c)
+    if s is not None:
+        x = _blend(_luma(x), x, s)
+
+    out = x.to(torch.uint8)
+    if has_alpha(images):
+        out = torch.cat([out, images[:, -1:]], dim=1)
+    return out
