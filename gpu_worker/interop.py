@@ -52,7 +52,8 @@ def array_to_tensor(array: np.ndarray) -> torch.Tensor:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in MODE_OF_CHANNELS:
         raise ValueError(f"numpy image must be (H, W) or (H, W, C) with C in 1..4, got shape {array.shape}")
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+    # A copy: arrays from PIL are read-only, and the caller's array must stay untouched.
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
 def tensor_to_array(image: torch.Tensor, squeeze_gray: bool) -> np.ndarray:

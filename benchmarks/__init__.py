@@ -1,0 +1,1 @@
+"""Benchmarks: this project against plain Pillow and libvips, side by side in one run."""

@@ -1,0 +1,381 @@
+"""Decode encoded images into uint8 ``(C, H, W)`` tensors on a device, EXIF orientation applied.
+
+Decode paths (`SourceInfo.decoder`, chosen by `probe` from the header):
+
+- ``torchvision.jpeg``: JPEG (and MPO, its first picture) in L or RGB, baseline or progressive.
+  On a CUDA device: nvjpeg, all the batch's JPEGs in one ``decode_jpeg(list, device="cuda")``
+  call; elsewhere libjpeg-turbo on the CPU (``decode_jpeg`` on CPU).
+- ``torchvision.png``: PNG in L, LA, RGB, RGBA, palette (tRNS included), 1/2/4/8/16 bits (CPU).
+- ``torchvision.webp``: still WebP, lossy or lossless, with or without alpha (CPU).
+- ``torchvision.gif``: single-frame GIF without transparency (CPU).
+- ``pillow``: CMYK JPEG (Pillow's CMYK -> RGB), grey/RGB PNG with a tRNS key colour (libpng
+  as torchvision drives it ignores the key), animated WebP and animated or transparent GIF
+  (first frame), BMP, TIFF, PPM, ICO (CPU).
+
+CPU results are copied to the device from pinned memory (non-blocking). Orientation is applied
+on the device by one code path for every decoder: nvjpeg does not apply EXIF orientation, so the
+orientation comes from the header (`probe`) and the tensor is flipped/transposed exactly as
+Pillow's `ImageOps.exif_transpose` does.
+
+Output channels (`SourceInfo.channels`): grey stays 1 channel, grey+alpha 2, colour 3, colour
+with alpha 4; palette images become RGB, or RGBA when they have transparency. Only the first
+frame of an animated or multi-page file is decoded.
+
+16-bit sources are reduced to 8 bits by keeping the high byte (``v >> 8``). That is what Pillow
+does itself when it opens 16-bit RGB/RGBA/LA PNGs (raw modes "RGB;16B" etc.). For 16-bit grey
+("I;16") Pillow's ``convert("L")`` clips every value above 255 to white instead; we keep the
+high byte there too, so a 16-bit grey photo stays a photo. 32-bit "I" and float "F" images
+(rare TIFFs) follow Pillow's ``convert("L")``: clipped to 0..255.
+
+Pillow 13 turns a TIFF by its orientation tag while loading it (older versions do not): the
+Pillow path reads the orientation again after loading and applies only what is left.
+
+Every failure is a `DecodeError` naming the format and the problem; a truncated file is an error
+(Pillow's ``LOAD_TRUNCATED_IMAGES`` is left False, and JPEGs are checked for their end marker
+before nvjpeg, which can return a partial image without complaint).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torchvision.io as tvio
+from PIL import Image
+
+from gpu_worker.codecs.probe import SourceInfo, open_image, probe, read_orientation
+from gpu_worker.errors import DecodeError, JobError
+
+__all__ = ["decode", "decode_batch", "apply_orientation"]
+
+_NAMES = {"WEBP": "WebP"}
+
+
+def _fmt(info: SourceInfo) -> str:
+    return _NAMES.get(info.format, info.format)
+
+
+def _clean(err: BaseException) -> str:
+    """A library error as one short line: torchvision prefixes 'func, /path/file.cpp:123, '."""
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return re.sub(r"^[^,]*, \S+\.(?:cpp|h|cu):\d+, ", "", msg)
+
+
+def _as_tensor(data: bytes) -> torch.Tensor:
+    # bytearray: torch.frombuffer warns on read-only buffers such as bytes.
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Orientation and channels
+
+
+def apply_orientation(img: torch.Tensor, orientation: int) -> torch.Tensor:
+    """Undo EXIF ``orientation`` (1..8) on a ``(..., H, W)`` tensor, as `ImageOps.exif_transpose`.
+
+    Runs on the tensor's device; returns a contiguous tensor (the input itself for 1).
+    """
+    if orientation == 2:  # FLIP_LEFT_RIGHT
+        return img.flip(-1)
+    if orientation == 3:  # ROTATE_180
+        return img.flip(-2, -1)
+    if orientation == 4:  # FLIP_TOP_BOTTOM
+        return img.flip(-2)
+    if orientation == 5:  # TRANSPOSE: out[y, x] = in[x, y]
+        return img.transpose(-2, -1).contiguous()
+    if orientation == 6:  # ROTATE_270 (clockwise 90)
+        return torch.rot90(img, -1, dims=(-2, -1)).contiguous()
+    if orientation == 7:  # TRANSVERSE: transpose across the other diagonal
+        return img.transpose(-2, -1).flip(-2, -1).contiguous()
+    if orientation == 8:  # ROTATE_90 (counter-clockwise 90)
+        return torch.rot90(img, 1, dims=(-2, -1)).contiguous()
+    return img
+
+
+def _fix_channels(img: torch.Tensor, want: int) -> torch.Tensor:
+    """Bring a decoder's channel count to the one `probe` promised (a safety net)."""
+    have = img.shape[0]
+    if have == want:
+        return img
+    if want == have - 1 and have % 2 == 0:  # drop an alpha plane
+        return img[:-1].contiguous()
+    if want == have + 1 and want % 2 == 0:  # add an opaque alpha plane
+        return torch.cat([img, torch.full_like(img[:1], 255)])
+    if have == 3 and want == 1:  # grey decoded as RGB (R = G = B)
+        return img[:1].contiguous()
+    if have == 1 and want == 3:
+        return img.expand(3, -1, -1).contiguous()
+    raise DecodeError(f"decoder returned {have} channels where {want} were expected")
+
+
+def _to_device(img: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return img.pin_memory().to(device, non_blocking=True)
+    return img.to(device)
+
+
+def _to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """16-bit samples -> 8 bits by the high byte (see the module docstring)."""
+    if img.dtype == torch.uint8:
+        return img
+    # uint16 supports few ops in torch: widen, shift, narrow.
+    return (img.to(torch.int32) >> 8).to(torch.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# JPEG
+
+
+def jpeg_complete(data: bytes) -> bool:
+    """True when the JPEG's scans are followed by an end-of-image marker (not truncated).
+
+    Segments are skipped by their length (so an EOI inside an EXIF thumbnail does not count);
+    entropy-coded data is walked by its 0xFF bytes, where 0xFF00 (stuffing) and RSTn are not
+    markers. Trailing bytes after the EOI are allowed.
+    """
+    n = len(data)
+    if n < 4 or data[:2] != b"\xff\xd8":
+        return False
+    if data.rstrip(b"\x00")[-2:] == b"\xff\xd9":  # fast path: EOI can't occur in scan data
+        return True
+    pos = 2
+    while True:
+        pos = data.find(b"\xff", pos)
+        if pos < 0 or pos + 1 >= n:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in (0x00, 0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # stuffing, TEM, SOI, RSTn
+            pos += 2
+        elif marker == 0xD9:
+            return True
+        else:  # a segment with a length
+            if pos + 4 > n:
+                return False
+            pos += 2 + ((data[pos + 2] << 8) | data[pos + 3])
+            if pos > n:
+                return False
+
+
+def _jpeg_cpu(data: bytes) -> torch.Tensor:
+    return tvio.decode_jpeg(_as_tensor(data), mode=tvio.ImageReadMode.UNCHANGED)
+
+
+def _decode_jpegs(datas: Sequence[bytes], infos: Sequence[SourceInfo], device: torch.device) -> list:
+    """JPEGs -> list of (C, H, W) tensors on ``device`` (orientation not yet applied) or errors.
+
+    On CUDA the good files go to nvjpeg in one batched call; if that call fails, each file is
+    tried alone to find the bad one, and a file nvjpeg refuses is tried with libjpeg-turbo on the
+    CPU before it is reported (nvjpeg lacks some JPEG features that libjpeg-turbo has).
+    """
+    out: list = [None] * len(datas)
+    todo = []
+    for i, data in enumerate(datas):
+        if jpeg_complete(data):
+            todo.append(i)
+        else:
+            out[i] = DecodeError("JPEG data is truncated or corrupt (no end-of-image marker)")
+
+    def one(i: int) -> torch.Tensor | DecodeError:
+        try:
+            if device.type == "cuda":
+                try:
+                    return tvio.decode_jpeg(_as_tensor(datas[i]), mode=tvio.ImageReadMode.UNCHANGED, device=device)
+                except Exception:  # noqa: BLE001 - nvjpeg refused it: libjpeg-turbo below
+                    pass
+            return _to_device(_jpeg_cpu(datas[i]), device)
+        except Exception as e:  # noqa: BLE001 - every decoder failure becomes a DecodeError
+            return DecodeError(f"JPEG could not be decoded: {_clean(e)}")
+
+    if device.type == "cuda" and len(todo) > 1:
+        try:
+            batch = tvio.decode_jpeg(
+                [_as_tensor(datas[i]) for i in todo], mode=tvio.ImageReadMode.UNCHANGED, device=device
+            )
+            for i, img in zip(todo, batch):
+                out[i] = img
+        except Exception:  # noqa: BLE001 - one bad file fails the whole call: isolate it
+            for i in todo:
+                out[i] = one(i)
+    else:
+        for i in todo:
+            out[i] = one(i)
+
+    for i in todo:
+        if isinstance(out[i], torch.Tensor):
+            try:
+                out[i] = _fix_channels(out[i], infos[i].channels)
+            except DecodeError as e:
+                out[i] = e
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU decoders: torchvision for PNG / WebP / GIF, Pillow for the rest
+
+
+def _pillow_to_array(im: Image.Image) -> np.ndarray:
+    """A loaded Pillow image -> uint8 array (H, W, C) with C as `probe.pillow_target` says."""
+    mode = im.mode
+    trns = im.info.get("transparency")
+    if mode.startswith("I;16"):
+        a16 = np.asarray(im)
+        grey = (a16 >> 8).astype(np.uint8)
+        if trns is None:
+            return grey[:, :, None]
+        alpha = np.where(a16 == int(trns), 0, 255).astype(np.uint8)
+        return np.stack([grey, alpha], axis=2)
+    if mode in ("1", "L", "I", "F"):
+        target = "LA" if trns is not None and mode != "F" else "L"
+    elif mode in ("LA", "La"):
+        target = "LA"
+    elif mode in ("RGBA", "RGBa", "PA"):
+        target = "RGBA"
+    elif mode in ("P", "RGB"):
+        target = "RGBA" if trns is not None else "RGB"
+    else:  # CMYK (Pillow's CMYK -> RGB conversion), YCbCr, RGBX, LAB, HSV, ...
+        target = "RGB"
+    if mode != target:
+        im = im.convert(target)
+    arr = np.asarray(im)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _decode_pillow(data: bytes) -> tuple[torch.Tensor, int]:
+    """Decode with Pillow -> (uint8 (C, H, W) CPU tensor, orientation still to apply).
+
+    Recent Pillow versions transpose TIFFs by their orientation tag while loading (and drop the
+    tag); older ones do not. The orientation is therefore read again after loading: whatever
+    Pillow has not applied is left for `apply_orientation`.
+    """
+    im = open_image(data)
+    try:
+        im.seek(0)
+        im.load()
+        residual = read_orientation(im, data)
+        arr = _pillow_to_array(im)
+    finally:
+        im.close()
+    if not arr.flags.writeable:  # np.asarray(PIL image) is read-only; torch wants writable
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), residual
+
+
+def _decode_cpu(data: bytes, info: SourceInfo) -> tuple[torch.Tensor, int]:
+    """Non-JPEG (and CMYK JPEG) decode on the host.
+
+    Returns the uint8 (C, H, W) CPU tensor and the EXIF orientation still to be applied.
+    """
+    decoder = info.decoder
+    orientation = info.orientation
+    if decoder == "torchvision.png":
+        mode = tvio.ImageReadMode.UNCHANGED
+        if len(data) > 25 and data[25] == 3:  # palette: expand to RGB(A), tRNS applied
+            mode = tvio.ImageReadMode.RGB_ALPHA if info.channels == 4 else tvio.ImageReadMode.RGB
+        img = _to_uint8(tvio.decode_png(_as_tensor(data), mode=mode))
+    elif decoder == "torchvision.webp":
+        mode = tvio.ImageReadMode.RGB_ALPHA if info.channels == 4 else tvio.ImageReadMode.RGB
+        img = tvio.decode_webp(_as_tensor(data), mode=mode)
+    elif decoder == "torchvision.gif":
+        img = tvio.decode_gif(_as_tensor(data))
+        if img.ndim == 4:  # (N, C, H, W) for several frames
+            img = img[0]
+    elif decoder == "torchvision.jpeg":
+        img = _jpeg_cpu(data)
+    else:
+        img, orientation = _decode_pillow(data)
+    return _fix_channels(img, info.channels), orientation
+
+
+def _decode_other(data: bytes, info: SourceInfo, device: torch.device) -> torch.Tensor:
+    """Decode on the host, copy to ``device``, apply the orientation there."""
+    try:
+        img, orientation = _decode_cpu(data, info)
+    except JobError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every decoder failure becomes a DecodeError
+        raise DecodeError(f"{_fmt(info)} could not be decoded: {_clean(e)}") from None
+    return apply_orientation(_to_device(img, device), orientation)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def decode(data: bytes, device: torch.device | str, info: SourceInfo | None = None) -> torch.Tensor:
+    """Decode one encoded image to a uint8 ``(C, H, W)`` tensor on ``device``.
+
+    Args:
+        data: the encoded file (JPEG, PNG, WebP, GIF, BMP, TIFF, ...).
+        device: where the result lives; JPEGs are decoded there by nvjpeg when it is CUDA.
+        info: `probe(data)` if the caller already has it (it is probed otherwise). The caller
+            is expected to have checked its pixel limit (`check_pixels`) on it.
+
+    Returns:
+        uint8 tensor ``(C, H, W)``, values 0..255, C in 1..4 (``info.channels``), EXIF
+        orientation applied (so ``H, W == info.height, info.width``).
+
+    Raises:
+        DecodeError: unreadable, truncated or corrupt data (the message names the format).
+
+    Example:
+        >>> img = decode(open("photo.jpg", "rb").read(), "cuda")  # (3, H, W) uint8 on the GPU
+    """
+    device = torch.device(device)
+    data = bytes(data)
+    if info is None:
+        info = probe(data)
+    if info.decoder == "torchvision.jpeg":
+        img = _decode_jpegs([data], [info], device)[0]
+        if isinstance(img, Exception):
+            raise img
+        return apply_orientation(img, info.orientation)
+    return _decode_other(data, info, device)
+
+
+def decode_batch(
+    datas: Sequence[bytes],
+    device: torch.device | str,
+    infos: Sequence[SourceInfo | None] | None = None,
+) -> list[torch.Tensor | JobError]:
+    """Decode several images; each item is its tensor or the error that item ended with.
+
+    JPEGs are decoded together (one nvjpeg call on CUDA); one bad file fails only its own item.
+
+    Args:
+        datas: encoded files.
+        device: target device.
+        infos: optional `probe` results, one per file (None entries are probed here).
+
+    Returns:
+        A list as long as ``datas``: uint8 ``(C, H, W)`` tensors on ``device`` (orientation
+        applied), or a `DecodeError` (`LimitExceeded` if a Pillow plugin refused the header).
+    """
+    device = torch.device(device)
+    n = len(datas)
+    if infos is not None and len(infos) != n:
+        raise ValueError(f"infos has {len(infos)} entries for {n} images")
+    results: list = [None] * n
+    probed: list[SourceInfo | None] = [None] * n
+    for i, data in enumerate(datas):
+        try:
+            probed[i] = (infos[i] if infos is not None else None) or probe(bytes(data))
+        except JobError as e:
+            results[i] = e
+
+    jpegs = [i for i in range(n) if probed[i] is not None and probed[i].decoder == "torchvision.jpeg"]
+    if jpegs:
+        decoded = _decode_jpegs([bytes(datas[i]) for i in jpegs], [probed[i] for i in jpegs], device)
+        for i, img in zip(jpegs, decoded):
+            results[i] = img if isinstance(img, Exception) else apply_orientation(img, probed[i].orientation)
+
+    for i in range(n):
+        if results[i] is None and probed[i] is not None:
+            try:
+                results[i] = _decode_other(bytes(datas[i]), probed[i], device)
+            except JobError as e:
+                results[i] = e
+    return results

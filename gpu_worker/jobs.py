@@ -1,0 +1,344 @@
+"""Running a job: validate, fetch, probe, decode, run the ops stacked, encode, respond.
+
+Single-image and batch jobs take the same path: a single job is a batch of one whose messages
+name fields from the input's root (``image.url``), while batch items are named ``images[3]...``.
+Every stage works on the items still alive; an item that fails leaves the others running, and
+each stage does its device work for all items at once (decode batched, ops stacked by
+``(plan, shape)``, encode batched).
+
+Everything before decode is cheap and refuses a job that would fail: schema, operations, limits
+on bytes, header pixels and inferred output pixels.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
+
+import torch
+
+from gpu_worker.analysis import analyze
+from gpu_worker.batching import run_plan
+from gpu_worker.codecs import SourceInfo, check_pixels, decode_batch, encode, probe
+from gpu_worker.config import Settings
+from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
+from gpu_worker.fetch import fetch_source
+from gpu_worker.plan import Plan, compile_plan
+from gpu_worker.schema import ImageJob, parse_item, split_batch
+
+log = logging.getLogger(__name__)
+
+#: MIME subtype per output format, for the data URI.
+MIME = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
+#: URL downloads run on this many threads at once per job.
+FETCH_THREADS = 8
+
+
+class OpsExecutor(Protocol):
+    """Runs a plan on decoded images; the cross-job batcher implements the same call."""
+
+    def __call__(self, plan: Plan, images: list[torch.Tensor]) -> list[torch.Tensor]: ...
+
+
+@dataclass
+class Item:
+    """One image of a job as it moves through the stages."""
+
+    index: int
+    where: str  # "input" for a single job, "images[i]" in a batch
+    raw: Any
+    spec: Optional[ImageJob] = None
+    plan: Optional[Plan] = None
+    data: Optional[bytes] = None
+    info: Optional[SourceInfo] = None
+    source: Optional[torch.Tensor] = None
+    result: Optional[torch.Tensor] = None
+    encoded: Optional[bytes] = None
+    cached: Optional[dict] = None
+    error: Optional[str] = None
+    fetch_ms: float = 0.0
+    analysis: dict = field(default_factory=dict)
+
+    def fail(self, message: str) -> None:
+        self.error = message
+        self.source = self.result = None  # free device memory early
+
+    def wants_analysis(self, target: str) -> bool:
+        """Still alive and asked for analysis of ``target`` ("source" or "result")."""
+        return self.error is None and target in self.spec.analysis_targets
+
+
+class JobRunner:
+    """Processes job inputs on one device with one set of limits.
+
+    Args:
+        settings: limits and output settings (see gpu_worker.config).
+        device: where decode, ops and encode run.
+        executor: runs plans on decoded tensors; default: shape-grouped batches in this thread.
+        cache: optional result cache with ``get(key)`` / ``put(key, value, size)``.
+    """
+
+    def __init__(self, settings: Settings, device: torch.device, executor: OpsExecutor | None = None,
+                 cache: Any = None):
+        self.settings = settings
+        self.device = device
+        self.executor = executor or (lambda plan, images: run_plan(plan, images, settings.batch_max_pixels))
+        self.cache = cache
+
+    # --- entry point ------------------------------------------------------------------------
+
+    def run(self, job_input: Any) -> dict[str, Any]:
+        """A job's ``input`` -> the response dict. Never raises for bad input: errors are data."""
+        started = time.perf_counter()
+        try:
+            if not isinstance(job_input, dict):
+                raise InvalidInput(f"input must be an object, got {type(job_input).__name__}")
+            if "images" in job_input:
+                raws = split_batch(job_input, self.settings.max_batch_items)
+                items = [Item(i, f"images[{i}]", raw) for i, raw in enumerate(raws)]
+            else:
+                items = [Item(0, "input", job_input)]
+            timings = self._run_items(items)
+        except JobError as exc:
+            return error_response(str(exc))
+        timings["total"] = _ms_since(started)
+        if "images" not in job_input:
+            return self._item_response(items[0], timings)
+        results = [self._item_response(item, timings) for item in items]
+        return {
+            "success": True,
+            "results": results,
+            "metadata": {
+                "count": len(items),
+                "failed": sum(1 for r in results if not r["success"]),
+                "device": str(self.device),
+                "timings_ms": timings,
+            },
+        }
+
+    # --- stages -------------------------------------------------------------------------------
+
+    def _run_items(self, items: list[Item]) -> dict[str, float]:
+        timings: dict[str, float] = {}
+        self._stage(items, self._validate)
+        timings["fetch"] = self._timed(self._fetch_all, items)
+        self._stage(items, self._probe)
+        self._check_batch_pixels(items)
+        self._stage(items, self._lookup_cache)
+        timings["decode"] = self._timed(self._decode_all, items)
+        timings["ops"] = self._timed(self._ops_all, items)
+        timings["encode"] = self._timed(self._encode_all, items)
+        self._stage(items, self._store_cache)
+        return timings
+
+    def _stage(self, items: list[Item], work: Callable[[Item], None]) -> None:
+        """Run ``work`` on every live item; a JobError fails that item only."""
+        for item in self._live(items):
+            try:
+                work(item)
+            except JobError as exc:
+                item.fail(str(exc))
+
+    def _validate(self, item: Item) -> None:
+        item.spec = parse_item(item.raw, item.where)
+        try:
+            item.plan = compile_plan(item.spec.operations, self.settings.max_operations)
+        except JobError as exc:
+            raise type(exc)(str(exc) if item.where == "input" else f"{item.where}.{exc}") from None
+
+    def _fetch_all(self, items: list[Item]) -> None:
+        live = self._live(items)
+        if len(live) <= 1:
+            self._stage(live, self._fetch)
+            return
+        with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(live))) as pool:
+            for item, error in zip(live, pool.map(_catching(self._fetch), live)):
+                if error is not None:
+                    item.fail(error)
+
+    def _fetch(self, item: Item) -> None:
+        started = time.perf_counter()
+        source = item.spec.image
+        try:
+            item.data = fetch_source(source.model_dump(exclude_none=True), max_bytes=self.settings.max_source_bytes,
+                                     timeout_s=self.settings.fetch_timeout_s)
+        except JobError as exc:
+            raise type(exc)(_prefixed(item, str(exc))) from None
+        item.fetch_ms = _ms_since(started)
+
+    def _probe(self, item: Item) -> None:
+        try:
+            item.info = probe(item.data)
+            check_pixels(item.info, self.settings.max_decoded_pixels)
+        except JobError as exc:
+            raise type(exc)(_prefixed(item, str(exc))) from None
+        # Infer every intermediate size from the header: a plan that would blow up is refused here.
+        shape = (item.info.channels, item.info.height, item.info.width)
+        bound = item.plan.bind(shape)
+        largest = max((s.out_shape for s in bound.steps), key=lambda s: s[1] * s[2], default=shape)
+        if largest[1] * largest[2] > self.settings.max_output_pixels:
+            raise LimitExceeded(_prefixed(item,
+                f"the operations would make a {largest[2]}x{largest[1]} image "
+                f"({largest[1] * largest[2] / 1e6:.1f} MP), over the output-pixel limit of "
+                f"{self.settings.max_output_pixels / 1e6:.1f} MP (MAX_OUTPUT_PIXELS)"))
+
+    def _check_batch_pixels(self, items: list[Item]) -> None:
+        total = sum(item.info.width * item.info.height for item in self._live(items))
+        if total > self.settings.max_batch_pixels:
+            raise LimitExceeded(
+                f"the batch's images hold {total / 1e6:.1f} MP in all, over the limit of "
+                f"{self.settings.max_batch_pixels / 1e6:.1f} MP per batch job (MAX_BATCH_PIXELS)")
+
+    def _lookup_cache(self, item: Item) -> None:
+        if self.cache is not None:
+            item.cached = self.cache.get(self._cache_key(item))
+
+    def _store_cache(self, item: Item) -> None:
+        if self.cache is not None and item.cached is None:
+            entry = self._item_payload(item)
+            self.cache.put(self._cache_key(item), entry, len(entry["processed_image"]))
+
+    def _cache_key(self, item: Item) -> str:
+        spec = item.spec
+        digest = hashlib.sha256(item.data).hexdigest()
+        settings = f"{spec.output.format}:{spec.output.quality}:{','.join(spec.analysis_targets)}"
+        return f"{digest}|{item.plan.key}|{settings}"
+
+    def _decode_all(self, items: list[Item]) -> None:
+        todo = [item for item in self._live(items) if item.cached is None]
+        if not todo:
+            return
+        decoded = decode_batch([item.data for item in todo], self.device, [item.info for item in todo])
+        for item, image in zip(todo, decoded):
+            if isinstance(image, JobError):
+                item.fail(_prefixed(item, str(image)))
+            else:
+                item.source = image
+        wanted = [item for item in todo if item.wants_analysis("source")]
+        if wanted:
+            for item, stats in zip(wanted, analyze([i.source for i in wanted], [i.info.format for i in wanted])):
+                item.analysis["source"] = stats
+        self._sync()
+
+    def _ops_all(self, items: list[Item]) -> None:
+        by_plan: dict[str, list[Item]] = {}
+        for item in self._live(items):
+            if item.cached is None:
+                by_plan.setdefault(item.plan.key, []).append(item)
+        for group in by_plan.values():
+            try:
+                outputs = self.executor(group[0].plan, [item.source for item in group])
+            except Exception as exc:  # noqa: BLE001 - one group's failure must not end the others
+                message = _describe_failure("running the operations", exc)
+                for item in group:
+                    item.fail(_prefixed(item, message))
+                continue
+            for item, out in zip(group, outputs):
+                item.result, item.source = out, None
+        wanted = [item for item in self._live(items) if item.cached is None and item.wants_analysis("result")]
+        if wanted:
+            for item, stats in zip(wanted, analyze([i.result for i in wanted], [i.spec.output.format for i in wanted])):
+                item.analysis["result"] = stats
+        self._sync()
+
+    def _encode_all(self, items: list[Item]) -> None:
+        groups: dict[tuple, list[Item]] = {}
+        for item in self._live(items):
+            if item.cached is None:
+                key = (item.spec.output.format, item.spec.output.quality, tuple(item.result.shape))
+                groups.setdefault(key, []).append(item)
+        for (fmt, quality, _), group in groups.items():
+            try:
+                encoded = encode(torch.stack([item.result for item in group]), fmt, quality)
+            except Exception as exc:  # noqa: BLE001
+                message = _describe_failure(f"encoding {fmt}", exc)
+                for item in group:
+                    item.fail(_prefixed(item, message))
+                continue
+            for item, data in zip(group, encoded):
+                item.encoded, item.result = data, None
+
+    # --- responses ----------------------------------------------------------------------------
+
+    def _item_payload(self, item: Item) -> dict[str, Any]:
+        """The cacheable part of a successful item's response."""
+        out = item.spec.output
+        c, h, w = item.plan.output_shape((item.info.channels, item.info.height, item.info.width))
+        payload = {
+            "processed_image": f"data:image/{MIME[out.format]};base64,{base64.b64encode(item.encoded).decode('ascii')}",
+            "metadata": {
+                "width": w,
+                "height": h,
+                "format": out.format,
+                "quality": out.quality,
+                "bytes": len(item.encoded),
+                "source": {"format": item.info.format, "width": item.info.width, "height": item.info.height,
+                           "mode": item.info.mode, "bytes": len(item.data)},
+            },
+        }
+        if item.analysis:
+            payload["analysis"] = dict(item.analysis)
+        return payload
+
+    def _item_response(self, item: Item, timings: dict[str, float]) -> dict[str, Any]:
+        if item.error is not None:
+            return error_response(item.error)
+        payload = item.cached if item.cached is not None else self._item_payload(item)
+        metadata = dict(payload["metadata"], device=str(self.device), cached=item.cached is not None,
+                        timings_ms=dict(timings, fetch=round(item.fetch_ms, 3)))
+        return {"success": True, **payload, "metadata": metadata}
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _live(items: list[Item]) -> list[Item]:
+        return [item for item in items if item.error is None]
+
+    def _timed(self, work: Callable[[list[Item]], None], items: list[Item]) -> float:
+        started = time.perf_counter()
+        work(items)
+        return _ms_since(started)
+
+    def _sync(self) -> None:
+        """Wait for queued device work, so stage timings measure the stage (CUDA is asynchronous)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def error_response(message: str) -> dict[str, Any]:
+    """The tutorial's failure shape."""
+    return {"success": False, "error": message}
+
+
+def _describe_failure(stage: str, exc: Exception) -> str:
+    """A JobError's own message; anything else is logged with its traceback and summarised."""
+    if isinstance(exc, JobError):
+        return str(exc)
+    log.exception("unexpected error while %s", stage)
+    return f"internal error while {stage}: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _prefixed(item: Item, message: str) -> str:
+    return message if item.where == "input" else f"{item.where}: {message}"
+
+
+def _catching(work: Callable[[Item], None]) -> Callable[[Item], Optional[str]]:
+    """Wrap a per-item stage for a thread pool: returns the JobError's message, or None."""
+
+    def run(item: Item) -> Optional[str]:
+        try:
+            work(item)
+        except JobError as exc:
+            return str(exc)
+        return None
+
+    return run
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

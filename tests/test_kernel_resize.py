@@ -1,0 +1,158 @@
+"""kernels.resize against Pillow's Image.resize, on real photos, every filter and mode.
+
+The kernel is integer-exact (Pillow's own fixed-point weights and int32 sums), so the measured
+difference is 0 everywhere; the parity tests still use the shared tolerance table, and
+``test_bit_exact`` pins the exactness on a few cases.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from PIL import Image
+
+from kernels.resize import RESAMPLING_FILTERS, resize
+from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample, to_array, to_tensor
+from tolerances import PILLOW_ATOL
+
+# The module itself (kernels/__init__.py re-exports the function under the same name).
+resize_module = importlib.import_module("kernels.resize")
+
+PIL_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+#: (source (width, height), destination (width, height)), in Pillow's order.
+CASES = [
+    ((97, 61), (40, 71)),  # shrink width, grow height
+    ((97, 61), (1, 1)),
+    ((1, 1), (5, 3)),
+    ((2, 2), (7, 7)),  # NEAREST's accumulated coordinate differs from (j + 0.5) * scale here
+    ((257, 193), (100, 75)),
+    ((97, 61), (97, 61)),  # same size: a copy
+    ((97, 61), (97, 30)),  # height only: one pass
+    ((61, 97), (250, 97)),  # width only: one pass
+    ((61, 97), (250, 13)),  # Pillow 13 runs the vertical pass first here
+    ((97, 61), (90, 46)),  # height shrinks by 15 > 2 * 7: vertical first
+    ((97, 61), (90, 47)),  # height shrinks by 14 = 2 * 7: horizontal first
+    ((3, 5), (11, 2)),
+    ((257, 193), (33, 190)),
+]
+MODES = ("RGB", "L", "RGBA", "LA")
+
+
+def photo_in(mode: str, size: tuple[int, int], name: str = "astronaut.png") -> Image.Image:
+    """A real photo crop in any of our modes (LA made from the RGBA sample)."""
+    if mode == "LA":
+        return sample("RGBA", size, name).convert("LA")
+    return sample(mode, size, name)
+
+
+def ours(im: Image.Image, dst: tuple[int, int], filter: str, device):
+    """Our resize of a PIL image to Pillow-order ``dst``, as a host (H, W, C) array."""
+    out = resize(to_tensor(im, device), (dst[1], dst[0]), filter)
+    return to_array(out)
+
+
+@pytest.mark.parametrize("filter", RESAMPLING_FILTERS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("src,dst", CASES, ids=[f"{s[0]}x{s[1]}-{d[0]}x{d[1]}" for s, d in CASES])
+def test_matches_pillow(device, mode, filter, src, dst):
+    for name in ("astronaut.png", "coffee.png"):
+        im = photo_in(mode, src, name)
+        expected = pil_array(im.resize(dst, PIL_FILTERS[filter]))
+        assert max_abs_diff(ours(im, dst, filter, device), expected) <= PILLOW_ATOL["resize"], name
+
+
+@pytest.mark.parametrize("filter", RESAMPLING_FILTERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_bit_exact(device, mode, filter):
+    # Downscale by ~2.6 (wide filter windows) and upscale by ~1.7, on every photo.
+    for name in COLOR_PHOTOS:
+        for src, dst in (((257, 193), (97, 73)), ((97, 61), (163, 105))):
+            im = photo_in(mode, src, name)
+            expected = pil_array(im.resize(dst, PIL_FILTERS[filter]))
+            assert max_abs_diff(ours(im, dst, filter, device), expected) == 0, (name, src, dst)
+
+
+@pytest.mark.parametrize("filter", RESAMPLING_FILTERS)
+@pytest.mark.parametrize("mode", ("RGB", "RGBA"))
+def test_batch_equals_per_image(device, mode, filter):
+    batch = torch.cat([to_tensor(sample(mode, (97, 61), name), device) for name in COLOR_PHOTOS])
+    together = resize(batch, (40, 71), filter)
+    for i in range(batch.shape[0]):
+        assert torch.equal(together[i : i + 1], resize(batch[i : i + 1], (40, 71), filter))
+
+
+@pytest.mark.parametrize("filter", RESAMPLING_FILTERS)
+@pytest.mark.parametrize("mode", ("RGB", "RGBA"))
+def test_input_unchanged_dtype_device_kept(device, mode, filter):
+    images = to_tensor(sample(mode, (97, 61)), device)
+    before = images.clone()
+    for size in ((30, 40), (61, 97), (80, 97), (61, 150)):
+        out = resize(images, size, filter)
+        assert out.dtype == torch.uint8
+        assert out.device == images.device
+        assert out.shape == (1, images.shape[1], *size)
+        assert out.data_ptr() != images.data_ptr()  # a new tensor, even at the same size
+    assert torch.equal(images, before)
+
+
+@pytest.mark.parametrize("filter", RESAMPLING_FILTERS)
+@pytest.mark.parametrize("channels", (1, 2, 3, 4))
+def test_empty_batch(device, channels, filter):
+    images = torch.empty((0, channels, 10, 12), dtype=torch.uint8, device=device)
+    out = resize(images, (5, 7), filter)
+    assert out.shape == (0, channels, 5, 7)
+    assert out.dtype == torch.uint8 and out.device == images.device
+
+
+@pytest.mark.parametrize("bad", ["box", "hamming", "LANCZOS", "", None, 1])
+def test_bad_filter(bad):
+    images = torch.zeros((1, 3, 4, 4), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="nearest, bilinear, bicubic, lanczos") as info:
+        resize(images, (2, 2), bad)
+    assert repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "bad", [(0, 5), (5, 0), (-1, 5), (5,), (1, 2, 3), (2.5, 3), (True, 3), "ab", None, 7]
+)
+def test_bad_size(bad):
+    images = torch.zeros((1, 3, 4, 4), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"out_height, out_width") as info:
+        resize(images, bad)
+    assert repr(bad) in str(info.value)
+
+
+def test_bad_images():
+    with pytest.raises(TypeError):
+        resize(torch.zeros((1, 3, 4, 4)), (2, 2))
+    with pytest.raises(ValueError):
+        resize(torch.zeros((3, 4, 4), dtype=torch.uint8), (2, 2))
+
+
+def test_weight_tables_are_cached(device):
+    table = resize_module._resample_table
+    first = table(97, 40, "lanczos", device)
+    assert table(97, 40, "lanczos", device) is first
+    assert table(97, 40, "bicubic", device) is not first
+    index, weight = first
+    assert index.device.type == weight.device.type == device.type
+    assert index.dtype == torch.int64 and weight.dtype == torch.int32
+    # Each output pixel's fixed-point weights sum to ~1.0 (2**22), as Pillow's normalisation.
+    assert (weight.sum(0) - (1 << 22)).abs().max() <= weight.shape[0]
+
+    images = to_tensor(sample("RGB", (97, 61)), device)
+    resize(images, (61, 40), "lanczos")  # warms the tables for this size
+    hits = table.cache_info().hits
+    resize(images, (61, 40), "lanczos")
+    assert table.cache_info().hits > hits
+
+    nearest = resize_module._nearest_table
+    assert nearest(2, 7, device) is nearest(2, 7, device)
