@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import os
+from typing import Any, Callable, Optional
 
 from gpu_worker.errors import JobError
 from gpu_worker.jobs import error_response
@@ -22,13 +23,28 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     """RunPod handler: ``job = {"id": ..., "input": {...}}`` -> the job's response dict."""
     try:
         runtime = get_runtime()
-        job_input = job.get("input") if isinstance(job, dict) else None
-        return await asyncio.to_thread(runtime.runner.run, job_input)
+        if not isinstance(job, dict):
+            raise JobError(f"a job must be an object with 'id' and 'input', got {type(job).__name__}")
+        job_id = str(job.get("id") or "local")
+        return await asyncio.to_thread(runtime.runner.run, job.get("input"), job_id, progress_reporter(job))
     except JobError as exc:  # configuration problems found while starting
         return error_response(str(exc))
     except Exception as exc:  # noqa: BLE001 - the worker must keep serving whatever happens
         log.exception("job %s failed unexpectedly", job.get("id") if isinstance(job, dict) else None)
         return error_response(f"internal error: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def progress_reporter(job: dict[str, Any]) -> Optional[Callable[[int, int], None]]:
+    """Progress updates through the SDK, when running in RunPod's job loop (nowhere to send them
+    otherwise). The SDK sends them from a thread of their own; they may arrive after the result."""
+    if not os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT") or "id" not in job:
+        return None
+    import runpod
+
+    def report(done: int, total: int) -> None:
+        runpod.serverless.progress_update(job, {"processed": done, "total": total})
+
+    return report
 
 
 def run_sync(job: dict[str, Any]) -> dict[str, Any]:

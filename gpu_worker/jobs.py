@@ -22,8 +22,10 @@ from typing import Any, Callable, Optional, Protocol
 
 import torch
 
+from gpu_worker import upload
 from gpu_worker.analysis import analyze
-from gpu_worker.batching import run_plan
+from gpu_worker.batching import Ran, chunks, run_plan_counted
+from gpu_worker.cache import ResultCache
 from gpu_worker.codecs import SourceInfo, check_pixels, decode_batch, encode, probe
 from gpu_worker.config import Settings
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
@@ -35,14 +37,19 @@ log = logging.getLogger(__name__)
 
 #: MIME subtype per output format, for the data URI.
 MIME = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
-#: URL downloads run on this many threads at once per job.
-FETCH_THREADS = 8
+#: File extension per output format, for bucket objects.
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+#: URL downloads and bucket uploads run on this many threads at once per job.
+IO_THREADS = 8
+
+#: Called with (images done, images in all) after each chunk of a batch job.
+Progress = Callable[[int, int], None]
 
 
 class OpsExecutor(Protocol):
     """Runs a plan on decoded images; the cross-job batcher implements the same call."""
 
-    def __call__(self, plan: Plan, images: list[torch.Tensor]) -> list[torch.Tensor]: ...
+    def __call__(self, plan: Plan, images: list[torch.Tensor]) -> Ran: ...
 
 
 @dataclass
@@ -59,7 +66,9 @@ class Item:
     source: Optional[torch.Tensor] = None
     result: Optional[torch.Tensor] = None
     encoded: Optional[bytes] = None
-    cached: Optional[dict] = None
+    url: Optional[str] = None  # presigned bucket URL, when the result was uploaded
+    cached: bool = False
+    stacked: int = 0  # images in the kernel call that ran this one
     error: Optional[str] = None
     fetch_ms: float = 0.0
     analysis: dict = field(default_factory=dict)
@@ -80,20 +89,25 @@ class JobRunner:
         settings: limits and output settings (see gpu_worker.config).
         device: where decode, ops and encode run.
         executor: runs plans on decoded tensors; default: shape-grouped batches in this thread.
-        cache: optional result cache with ``get(key)`` / ``put(key, value, size)``.
+        cache: result cache; default: one of ``settings.cache_max_bytes`` (none when 0).
     """
 
     def __init__(self, settings: Settings, device: torch.device, executor: OpsExecutor | None = None,
-                 cache: Any = None):
+                 cache: ResultCache | None = None):
         self.settings = settings
         self.device = device
-        self.executor = executor or (lambda plan, images: run_plan(plan, images, settings.batch_max_pixels))
+        self.executor = executor or (lambda plan, images: run_plan_counted(plan, images, settings.batch_max_pixels))
+        if cache is None and settings.cache_max_bytes > 0:
+            cache = ResultCache(settings.cache_max_bytes)
         self.cache = cache
 
     # --- entry point ------------------------------------------------------------------------
 
-    def run(self, job_input: Any) -> dict[str, Any]:
-        """A job's ``input`` -> the response dict. Never raises for bad input: errors are data."""
+    def run(self, job_input: Any, job_id: str = "local", progress: Progress | None = None) -> dict[str, Any]:
+        """A job's ``input`` -> the response dict. Never raises for bad input: errors are data.
+
+        ``job_id`` names bucket objects; ``progress`` is told after each chunk of a batch job.
+        """
         started = time.perf_counter()
         try:
             if not isinstance(job_input, dict):
@@ -103,7 +117,7 @@ class JobRunner:
                 items = [Item(i, f"images[{i}]", raw) for i, raw in enumerate(raws)]
             else:
                 items = [Item(0, "input", job_input)]
-            timings = self._run_items(items)
+            timings = self._run_items(items, job_id, progress)
         except JobError as exc:
             return error_response(str(exc))
         timings["total"] = _ms_since(started)
@@ -123,18 +137,28 @@ class JobRunner:
 
     # --- stages -------------------------------------------------------------------------------
 
-    def _run_items(self, items: list[Item]) -> dict[str, float]:
-        timings: dict[str, float] = {}
+    def _run_items(self, items: list[Item], job_id: str, progress: Progress | None) -> dict[str, float]:
+        timings = dict.fromkeys(("fetch", "decode", "ops", "encode", "upload"), 0.0)
         self._stage(items, self._validate)
         timings["fetch"] = self._timed(self._fetch_all, items)
         self._stage(items, self._probe)
         self._check_batch_pixels(items)
         self._stage(items, self._lookup_cache)
-        timings["decode"] = self._timed(self._decode_all, items)
-        timings["ops"] = self._timed(self._ops_all, items)
-        timings["encode"] = self._timed(self._encode_all, items)
+        # Device work goes chunk by chunk, so a large batch never holds all its pixels at once.
+        todo = [item for item in self._live(items) if not item.cached]
+        pixels = max((item.info.width * item.info.height for item in todo), default=1)
+        done = len(items) - len(todo)
+        for chunk_indices in chunks(list(range(len(todo))), pixels, self.settings.batch_max_pixels):
+            chunk = [todo[i] for i in chunk_indices]
+            timings["decode"] += self._timed(self._decode_all, chunk)
+            timings["ops"] += self._timed(self._ops_all, chunk)
+            timings["encode"] += self._timed(self._encode_all, chunk)
+            done += len(chunk)
+            if progress is not None and len(items) > 1:
+                progress(done, len(items))
         self._stage(items, self._store_cache)
-        return timings
+        timings["upload"] = self._timed(lambda its: self._upload_all(its, job_id), items)
+        return {name: round(value, 3) for name, value in timings.items()}
 
     def _stage(self, items: list[Item], work: Callable[[Item], None]) -> None:
         """Run ``work`` on every live item; a JobError fails that item only."""
@@ -152,12 +176,15 @@ class JobRunner:
             raise type(exc)(str(exc) if item.where == "input" else f"{item.where}.{exc}") from None
 
     def _fetch_all(self, items: list[Item]) -> None:
-        live = self._live(items)
-        if len(live) <= 1:
-            self._stage(live, self._fetch)
+        self._threaded_stage(self._live(items), self._fetch)
+
+    def _threaded_stage(self, items: list[Item], work: Callable[[Item], None]) -> None:
+        """Like :meth:`_stage`, with I/O-bound ``work`` run on up to IO_THREADS threads."""
+        if len(items) <= 1:
+            self._stage(items, work)
             return
-        with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(live))) as pool:
-            for item, error in zip(live, pool.map(_catching(self._fetch), live)):
+        with ThreadPoolExecutor(max_workers=min(IO_THREADS, len(items))) as pool:
+            for item, error in zip(items, pool.map(_catching(work), items)):
                 if error is not None:
                     item.fail(error)
 
@@ -195,13 +222,17 @@ class JobRunner:
                 f"{self.settings.max_batch_pixels / 1e6:.1f} MP per batch job (MAX_BATCH_PIXELS)")
 
     def _lookup_cache(self, item: Item) -> None:
-        if self.cache is not None:
-            item.cached = self.cache.get(self._cache_key(item))
+        if self.cache is None:
+            return
+        hit = self.cache.get(self._cache_key(item))
+        if hit is not None:
+            item.encoded, analysis = hit
+            item.analysis = dict(analysis)
+            item.cached = True
 
     def _store_cache(self, item: Item) -> None:
-        if self.cache is not None and item.cached is None:
-            entry = self._item_payload(item)
-            self.cache.put(self._cache_key(item), entry, len(entry["processed_image"]))
+        if self.cache is not None and not item.cached:
+            self.cache.put(self._cache_key(item), (item.encoded, dict(item.analysis)), len(item.encoded))
 
     def _cache_key(self, item: Item) -> str:
         spec = item.spec
@@ -210,7 +241,7 @@ class JobRunner:
         return f"{digest}|{item.plan.key}|{settings}"
 
     def _decode_all(self, items: list[Item]) -> None:
-        todo = [item for item in self._live(items) if item.cached is None]
+        todo = self._live(items)
         if not todo:
             return
         decoded = decode_batch([item.data for item in todo], self.device, [item.info for item in todo])
@@ -228,19 +259,18 @@ class JobRunner:
     def _ops_all(self, items: list[Item]) -> None:
         by_plan: dict[str, list[Item]] = {}
         for item in self._live(items):
-            if item.cached is None:
-                by_plan.setdefault(item.plan.key, []).append(item)
+            by_plan.setdefault(item.plan.key, []).append(item)
         for group in by_plan.values():
             try:
-                outputs = self.executor(group[0].plan, [item.source for item in group])
+                ran = self.executor(group[0].plan, [item.source for item in group])
             except Exception as exc:  # noqa: BLE001 - one group's failure must not end the others
                 message = _describe_failure("running the operations", exc)
                 for item in group:
                     item.fail(_prefixed(item, message))
                 continue
-            for item, out in zip(group, outputs):
-                item.result, item.source = out, None
-        wanted = [item for item in self._live(items) if item.cached is None and item.wants_analysis("result")]
+            for item, out, stacked in zip(group, ran.outputs, ran.stacked):
+                item.result, item.source, item.stacked = out, None, stacked
+        wanted = [item for item in self._live(items) if item.wants_analysis("result")]
         if wanted:
             for item, stats in zip(wanted, analyze([i.result for i in wanted], [i.spec.output.format for i in wanted])):
                 item.analysis["result"] = stats
@@ -249,9 +279,8 @@ class JobRunner:
     def _encode_all(self, items: list[Item]) -> None:
         groups: dict[tuple, list[Item]] = {}
         for item in self._live(items):
-            if item.cached is None:
-                key = (item.spec.output.format, item.spec.output.quality, tuple(item.result.shape))
-                groups.setdefault(key, []).append(item)
+            key = (item.spec.output.format, item.spec.output.quality, tuple(item.result.shape))
+            groups.setdefault(key, []).append(item)
         for (fmt, quality, _), group in groups.items():
             try:
                 encoded = encode(torch.stack([item.result for item in group]), fmt, quality)
@@ -263,35 +292,55 @@ class JobRunner:
             for item, data in zip(group, encoded):
                 item.encoded, item.result = data, None
 
-    # --- responses ----------------------------------------------------------------------------
+    def _upload_all(self, items: list[Item], job_id: str) -> None:
+        """Send results to the bucket when the job asks, or when inline base64 would be too large."""
+        live = self._live(items)
+        inline_bytes = sum(_base64_size(len(item.encoded)) for item in live)
+        too_large = inline_bytes > self.settings.upload_threshold_bytes
+        targets = live if too_large else [item for item in live if item.spec.output.upload]
+        if not targets:
+            return
+        if too_large and not upload.bucket_configured():
+            raise LimitExceeded(
+                f"the result is {inline_bytes / 1e6:.1f} MB as base64, over the inline limit of "
+                f"{self.settings.upload_threshold_bytes / 1e6:.1f} MB (UPLOAD_THRESHOLD_BYTES); results this "
+                f"large are returned as bucket URLs, but {upload.not_configured_message()}")
 
-    def _item_payload(self, item: Item) -> dict[str, Any]:
-        """The cacheable part of a successful item's response."""
-        out = item.spec.output
-        c, h, w = item.plan.output_shape((item.info.channels, item.info.height, item.info.width))
-        payload = {
-            "processed_image": f"data:image/{MIME[out.format]};base64,{base64.b64encode(item.encoded).decode('ascii')}",
-            "metadata": {
-                "width": w,
-                "height": h,
-                "format": out.format,
-                "quality": out.quality,
-                "bytes": len(item.encoded),
-                "source": {"format": item.info.format, "width": item.info.width, "height": item.info.height,
-                           "mode": item.info.mode, "bytes": len(item.data)},
-            },
-        }
-        if item.analysis:
-            payload["analysis"] = dict(item.analysis)
-        return payload
+        def send(item: Item) -> None:
+            item.url = upload.upload_image(item.encoded, key_prefix=job_id, bucket_name=self.settings.bucket_name,
+                                           extension=EXTENSIONS[item.spec.output.format])
+
+        self._threaded_stage(targets, send)
+
+    # --- responses ----------------------------------------------------------------------------
 
     def _item_response(self, item: Item, timings: dict[str, float]) -> dict[str, Any]:
         if item.error is not None:
             return error_response(item.error)
-        payload = item.cached if item.cached is not None else self._item_payload(item)
-        metadata = dict(payload["metadata"], device=str(self.device), cached=item.cached is not None,
-                        timings_ms=dict(timings, fetch=round(item.fetch_ms, 3)))
-        return {"success": True, **payload, "metadata": metadata}
+        out = item.spec.output
+        _, h, w = item.plan.output_shape((item.info.channels, item.info.height, item.info.width))
+        response: dict[str, Any] = {"success": True}
+        if item.url is not None:
+            response["processed_image_url"] = item.url
+        else:
+            encoded = base64.b64encode(item.encoded).decode("ascii")
+            response["processed_image"] = f"data:image/{MIME[out.format]};base64,{encoded}"
+        response["metadata"] = {
+            "width": w,
+            "height": h,
+            "format": out.format,
+            "quality": out.quality,
+            "bytes": len(item.encoded),
+            "source": {"format": item.info.format, "width": item.info.width, "height": item.info.height,
+                       "mode": item.info.mode, "bytes": len(item.data)},
+            "device": str(self.device),
+            "cached": item.cached,
+            "stacked": item.stacked,
+            "timings_ms": dict(timings, fetch=round(item.fetch_ms, 3)),
+        }
+        if item.analysis:
+            response["analysis"] = dict(item.analysis)
+        return response
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -338,6 +387,11 @@ def _catching(work: Callable[[Item], None]) -> Callable[[Item], Optional[str]]:
         return None
 
     return run
+
+
+def _base64_size(n_bytes: int) -> int:
+    """Characters of base64 for ``n_bytes`` bytes, plus the data URI's prefix."""
+    return 4 * ((n_bytes + 2) // 3) + 32
 
 
 def _ms_since(started: float) -> float:

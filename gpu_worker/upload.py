@@ -68,7 +68,9 @@ def bucket_configured() -> bool:
     return not missing_variables()
 
 
-def _not_configured_message(missing: list[str]) -> str:
+def not_configured_message(missing: list[str] | None = None) -> str:
+    """What to set to enable uploads (names the variables still missing)."""
+    missing = missing_variables() if missing is None else missing
     return (
         "bucket upload is not configured: set the environment variables "
         f"{', '.join(CREDENTIAL_VARS)} (missing: {', '.join(missing)}) "
@@ -107,7 +109,7 @@ def upload_image(data: bytes, *, key_prefix: str, extension: str, bucket_name: s
     bucket = str(bucket_name).strip()
     missing = missing_variables()
     if missing:
-        raise JobError(_not_configured_message(missing))
+        raise JobError(not_configured_message(missing))
 
     prefix = _SAFE_KEY_PART.sub("_", str(key_prefix)).strip("._") or "job"
     key = f"{prefix}/{uuid.uuid4().hex}.{ext}"
@@ -118,7 +120,7 @@ def upload_image(data: bytes, *, key_prefix: str, extension: str, bucket_name: s
     except ValueError as exc:  # botocore: "Invalid endpoint: ..."
         raise JobError(f"BUCKET_ENDPOINT_URL={endpoint!r} is not a valid endpoint URL ({exc})") from None
     if client is None:  # boto3 missing, or a variable emptied in between
-        raise JobError(_not_configured_message(missing_variables() or list(CREDENTIAL_VARS)))
+        raise JobError(not_configured_message(missing_variables() or list(CREDENTIAL_VARS)))
 
     try:
         client.put_object(Bucket=bucket, Key=key, Body=bytes(data), ContentType=content_type)
