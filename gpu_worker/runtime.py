@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gpu_worker.batcher import CrossJobBatcher
 from gpu_worker.config import Settings, load_settings
 from gpu_worker.device import select_device
 from gpu_worker.jobs import JobRunner
@@ -27,7 +28,11 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     """A fresh runtime from ``settings`` (default: configs/worker.yaml + environment)."""
     settings = settings or load_settings()
     device = select_device(settings.gpu_worker_device)
-    return Runtime(settings, device, JobRunner(settings, device))
+    # Concurrent jobs share one batcher, so compatible images from different jobs stack together.
+    executor = None
+    if settings.max_concurrency > 1:
+        executor = CrossJobBatcher(wait_ms=settings.batch_wait_ms, max_pixels=settings.batch_max_pixels)
+    return Runtime(settings, device, JobRunner(settings, device, executor=executor))
 
 
 def get_runtime() -> Runtime:
