@@ -3,30 +3,88 @@
 The SDK's own modes work unchanged: with no ``RUNPOD_WEBHOOK_GET_JOB`` it runs ``test_input.json``
 (or ``--test_input '{...}'``) once; ``--rp_serve_api`` serves the local API; otherwise it polls
 RunPod's job queue.
+
+Before the SDK starts: settings are loaded, the SDK is patched (gpu_worker.sdk_patches: no job
+lost on SIGTERM, bounded shutdown, no base64 in its log) and the runtime is built and warmed up.
+A failure there ends the process with status 1 and one log line that names the problem, before
+any job is taken.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import traceback
+from typing import Any, Callable
+
+#: Exit status when the worker cannot start (bad settings, unusable device, failed warm-up).
+STARTUP_FAILED = 1
+#: The levels runpod's logger accepts (runpod.serverless.modules.rp_logger.LOG_LEVELS).
+SDK_LOG_LEVELS = ("NOTSET", "TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 
 
 def main() -> None:
+    try:
+        settings, handler = _prepare()
+    except Exception as exc:  # noqa: BLE001 - any start-up failure: one clear line, then exit
+        _log_error(f"Worker failed to start: {_describe(exc)}")
+        sys.exit(STARTUP_FAILED)
+
+    import runpod
+
+    runpod.serverless.start({
+        "handler": handler,
+        "concurrency_modifier": lambda current: settings.max_concurrency,
+    })
+
+
+def _prepare() -> tuple[Any, Callable]:
+    """Settings, SDK patches, runtime and warm-up; returns ``(settings, handler)``."""
     from gpu_worker.config import load_settings
 
     settings = load_settings()
     # The SDK reads its log level at import; unset, it is DEBUG and logs whole outputs (base64).
-    os.environ.setdefault("RUNPOD_LOG_LEVEL", settings.runpod_log_level)
+    level = os.environ.setdefault("RUNPOD_LOG_LEVEL", settings.runpod_log_level)
+    if level.strip().upper() not in SDK_LOG_LEVELS:  # the SDK's import would fail, less clearly
+        raise ValueError(f"RUNPOD_LOG_LEVEL (setting runpod_log_level) must be one of "
+                         f"{', '.join(SDK_LOG_LEVELS)}, got {level!r}")
 
-    import runpod
+    from gpu_worker import sdk_patches
+
+    sdk_patches.install(sdk_patches.shutdown_grace_s(settings))
 
     from gpu_worker.handler import handler
     from gpu_worker.startup import prepare_worker
 
     prepare_worker(settings)
-    runpod.serverless.start({
-        "handler": handler,
-        "concurrency_modifier": lambda current: settings.max_concurrency,
-    })
+    return settings, handler
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description: the message of an expected failure (settings, device, warm-up);
+    type, message and the line that raised for anything else."""
+    expected: tuple[type, ...] = (ValueError,)
+    try:
+        from gpu_worker.startup import StartupError
+
+        expected += (StartupError,)
+    except Exception:  # noqa: BLE001 - the failure may be that the package does not import
+        pass
+    if isinstance(exc, expected):
+        return str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _log_error(message: str) -> None:
+    """One ERROR line in the SDK's log format (its logger, when it can be imported)."""
+    try:
+        from runpod.serverless.modules.rp_logger import RunPodLogger
+
+        RunPodLogger().error(message)
+    except Exception:  # noqa: BLE001 - e.g. an invalid RUNPOD_LOG_LEVEL makes the SDK's import fail
+        print(f"{'ERROR'.ljust(7)}| {message}", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ class Settings:
     max_concurrency: int = 1
     #: Log level for the SDK and the worker (unset, the SDK logs whole outputs at DEBUG).
     runpod_log_level: str = "INFO"
+    #: Seconds jobs in progress get to finish after SIGTERM; past it they are reported failed and
+    #: the worker exits (0: no limit).
+    shutdown_grace_s: float = 30.0
 
     # --- limits (checked before the step they guard) ---
     max_source_bytes: int = 50 * MB

@@ -42,7 +42,10 @@ def progress_reporter(job: dict[str, Any]) -> Optional[Callable[[int, int], None
     import runpod
 
     def report(done: int, total: int) -> None:
-        runpod.serverless.progress_update(job, {"processed": done, "total": total})
+        # The last chunk is not reported: the result follows at once, and an update sent from the
+        # SDK's own thread could arrive after it and mark the finished job IN_PROGRESS again.
+        if done < total:
+            runpod.serverless.progress_update(job, {"processed": done, "total": total})
 
     return report
 

@@ -14,6 +14,11 @@ from gpu_worker.runtime import Runtime, build_runtime, set_runtime
 
 log = logging.getLogger(__name__)
 
+
+class StartupError(RuntimeError):
+    """The worker cannot start: its message names the problem (logged as one line)."""
+
+
 #: The warm-up's one op: a resize, which builds weights and touches the kernels' code paths.
 WARMUP_PLAN = [{"type": "resize", "params": {"width": 8}}]
 
@@ -37,12 +42,24 @@ def warm_up(runtime: Runtime) -> float:
 
 
 def prepare_worker(settings: Settings) -> Runtime:
-    """Build the runtime, warm it up, and register the SDK fitness check that re-runs the warm-up."""
+    """Build the runtime, warm it up, and register the SDK fitness check that re-runs the warm-up.
+
+    Raises StartupError naming the problem when the runtime cannot be built (e.g. the device asked
+    for does not exist) or the warm-up fails on the device: such a worker must not take jobs.
+    """
     import runpod
 
-    runtime = build_runtime(settings)
+    try:
+        runtime = build_runtime(settings)
+    except ValueError as exc:
+        raise StartupError(f"cannot build the runtime: {exc} "
+                           f"(GPU_WORKER_DEVICE={settings.gpu_worker_device!r})") from exc
+    try:
+        took_ms = warm_up(runtime)
+    except Exception as exc:  # noqa: BLE001 - whatever the device raises, the worker cannot serve
+        raise StartupError(f"warm-up on {runtime.device} failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
     set_runtime(runtime)
-    log.info("warm-up on %s took %.0f ms", runtime.device, warm_up(runtime))
+    log.info("warm-up on %s took %.0f ms", runtime.device, took_ms)
 
     @runpod.serverless.register_fitness_check
     def device_is_usable() -> None:

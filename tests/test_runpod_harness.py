@@ -280,7 +280,7 @@ def test_sigterm_job_taken_by_a_held_poll(drain_fix, workers, tmp_path):
 
     With spare capacity a job-take poll is outstanding; after SIGTERM ``run_jobs`` stops
     picking from its queue, ``get_jobs`` still waits for that poll, and a job it returns is
-    queued and never run or reported. ``install_drain_fix`` (echo_async.py) runs it.
+    queued and never run or reported. ``gpu_worker.sdk_patches.install_drain_fix`` runs it.
     """
     with FakeRunPodQueue(poll_hold_s=4.0) as fake:
         env = {"MAX_CONCURRENCY": "2", **({"STANDIN_DRAIN_FIX": "1"} if drain_fix else {})}
