@@ -27,6 +27,7 @@ from gpu_worker.analysis import analyze
 from gpu_worker.batching import Ran, chunks, run_plan_counted
 from gpu_worker.cache import ResultCache
 from gpu_worker.codecs import SourceInfo, check_pixels, decode_batch, encode, probe
+from gpu_worker.codecs.encode import MAX_SIDE
 from gpu_worker.config import Settings
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
 from gpu_worker.fetch import fetch_source
@@ -173,6 +174,7 @@ class JobRunner:
         try:
             item.plan = compile_plan(item.spec.operations, self.settings.max_operations)
         except JobError as exc:
+            # compile_plan's messages start with "operations...": name the item before it.
             raise type(exc)(str(exc) if item.where == "input" else f"{item.where}.{exc}") from None
 
     def _fetch_all(self, items: list[Item]) -> None:
@@ -202,24 +204,33 @@ class JobRunner:
         try:
             item.info = probe(item.data)
             check_pixels(item.info, self.settings.max_decoded_pixels)
+            self._check_plan_sizes(item)
         except JobError as exc:
             raise type(exc)(_prefixed(item, str(exc))) from None
-        # Infer every intermediate size from the header: a plan that would blow up is refused here.
+
+    def _check_plan_sizes(self, item: Item) -> None:
+        """Infer every intermediate size from the header: a plan that would blow up, or a result
+        the output format cannot store, is refused here, before decoding."""
         shape = (item.info.channels, item.info.height, item.info.width)
         bound = item.plan.bind(shape)
         largest = max((s.out_shape for s in bound.steps), key=lambda s: s[1] * s[2], default=shape)
-        if largest[1] * largest[2] > self.settings.max_output_pixels:
-            raise LimitExceeded(_prefixed(item,
-                f"the operations would make a {largest[2]}x{largest[1]} image "
-                f"({largest[1] * largest[2] / 1e6:.1f} MP), over the output-pixel limit of "
-                f"{self.settings.max_output_pixels / 1e6:.1f} MP (MAX_OUTPUT_PIXELS)"))
+        pixels = largest[1] * largest[2]
+        if pixels > self.settings.max_output_pixels:
+            raise LimitExceeded(
+                f"the operations would make a {largest[2]}x{largest[1]} image ({pixels:,} pixels), over "
+                f"the output-pixel limit MAX_OUTPUT_PIXELS={self.settings.max_output_pixels:,}")
+        fmt = item.spec.output.format
+        _, h, w = bound.out_shape
+        if max(h, w) > MAX_SIDE[fmt]:
+            raise InvalidInput(f"output.format: {fmt} stores at most {MAX_SIDE[fmt]} pixels a side, "
+                               f"and the result would be {w}x{h}")
 
     def _check_batch_pixels(self, items: list[Item]) -> None:
         total = sum(item.info.width * item.info.height for item in self._live(items))
         if total > self.settings.max_batch_pixels:
             raise LimitExceeded(
-                f"the batch's images hold {total / 1e6:.1f} MP in all, over the limit of "
-                f"{self.settings.max_batch_pixels / 1e6:.1f} MP per batch job (MAX_BATCH_PIXELS)")
+                f"the batch's images hold {total:,} pixels in all, over the per-batch limit "
+                f"MAX_BATCH_PIXELS={self.settings.max_batch_pixels:,}")
 
     def _lookup_cache(self, item: Item) -> None:
         if self.cache is None:
@@ -244,17 +255,32 @@ class JobRunner:
         todo = self._live(items)
         if not todo:
             return
-        decoded = decode_batch([item.data for item in todo], self.device, [item.info for item in todo])
+        try:
+            decoded = decode_batch([item.data for item in todo], self.device, [item.info for item in todo])
+        except Exception as exc:  # noqa: BLE001 - decode_batch returns per-item errors; this is a bug
+            decoded = [JobError(_describe_failure("decoding", exc))] * len(todo)
         for item, image in zip(todo, decoded):
-            if isinstance(image, JobError):
+            if isinstance(image, Exception):
                 item.fail(_prefixed(item, str(image)))
             else:
                 item.source = image
-        wanted = [item for item in todo if item.wants_analysis("source")]
-        if wanted:
-            for item, stats in zip(wanted, analyze([i.source for i in wanted], [i.info.format for i in wanted])):
-                item.analysis["source"] = stats
+        self._analyze(todo, "source")
         self._sync()
+
+    def _analyze(self, items: list[Item], target: str) -> None:
+        """Add the analysis of each item's source or result, for the items that asked for it."""
+        wanted = [item for item in items if item.wants_analysis(target)]
+        if not wanted:
+            return
+        images = [item.source if target == "source" else item.result for item in wanted]
+        formats = [item.info.format if target == "source" else item.spec.output.format for item in wanted]
+        try:
+            for item, stats in zip(wanted, analyze(images, formats)):
+                item.analysis[target] = stats
+        except Exception as exc:  # noqa: BLE001
+            message = _describe_failure(f"analysing the {target}", exc)
+            for item in wanted:
+                item.fail(_prefixed(item, message))
 
     def _ops_all(self, items: list[Item]) -> None:
         by_plan: dict[str, list[Item]] = {}
@@ -270,10 +296,7 @@ class JobRunner:
                 continue
             for item, out, stacked in zip(group, ran.outputs, ran.stacked):
                 item.result, item.source, item.stacked = out, None, stacked
-        wanted = [item for item in self._live(items) if item.wants_analysis("result")]
-        if wanted:
-            for item, stats in zip(wanted, analyze([i.result for i in wanted], [i.spec.output.format for i in wanted])):
-                item.analysis["result"] = stats
+        self._analyze(items, "result")
         self._sync()
 
     def _encode_all(self, items: list[Item]) -> None:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from gpu_worker.errors import InvalidInput, LimitExceeded
 from gpu_worker.ops import REGISTRY, ImageShape, OpParams, Operation, Step
-from gpu_worker.validation import describe
+from gpu_worker.validation import describe, short
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def compile_plan(operations: Iterable[Any], max_operations: int | None = None) -
     operations = list(operations)
     if max_operations is not None and len(operations) > max_operations:
         raise LimitExceeded(
-            f"{len(operations)} operations is over the limit of {max_operations} per job (MAX_OPERATIONS)"
+            f"operations: {len(operations)} operations is over the limit MAX_OPERATIONS={max_operations} per job"
         )
     return Plan([_compile_one(index, item) for index, item in enumerate(operations)])
 
@@ -116,11 +116,11 @@ def _compile_one(index: int, item: Any) -> tuple[Operation, OpParams]:
         raise InvalidInput(f"{where} must be an object like {{'type': 'resize', 'params': {{...}}}}, got {type(item).__name__}")
     extra = sorted(set(item) - {"type", "params"})
     if extra:
-        raise InvalidInput(f"{where}: unknown field '{extra[0]}'; allowed: params, type")
+        raise InvalidInput(f"{where}: unknown field {short(extra[0])}; allowed: params, type")
     name = item.get("type")
     op = REGISTRY.get(name) if isinstance(name, str) else None
     if op is None:
-        got = "missing" if name is None else repr(name)
+        got = "missing" if name is None else short(name)
         raise InvalidInput(f"{where}.type: {got} is not an operation; allowed: {', '.join(sorted(REGISTRY))}")
     params = item.get("params", {})
     if params is None:

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gpu_worker.errors import InvalidInput, LimitExceeded
-from gpu_worker.validation import describe
+from gpu_worker.validation import describe, short
 
 OUTPUT_FORMATS = ("JPEG", "PNG", "WEBP")
 #: Accepted spellings of a format, upper-cased -> canonical name.
@@ -56,7 +56,7 @@ class OutputSpec(_Strict):
     def _known_format(cls, value: str) -> str:
         canonical = FORMAT_ALIASES.get(value.strip().upper())
         if canonical is None:
-            raise ValueError(f"unknown output format {value!r}; allowed: {', '.join(OUTPUT_FORMATS)}")
+            raise ValueError(f"unknown output format {short(value)}; allowed: {', '.join(OUTPUT_FORMATS)}")
         return canonical
 
 
@@ -110,7 +110,7 @@ def split_batch(data: dict, max_items: int) -> list[dict]:
     images = data["images"]
     extra = sorted(set(data) - {"images", *BATCH_DEFAULT_FIELDS})
     if extra:
-        raise InvalidInput(f"input: unknown field '{extra[0]}' beside 'images'; allowed: "
+        raise InvalidInput(f"input: unknown field {short(extra[0])} beside 'images'; allowed: "
                            f"{', '.join(('images', *BATCH_DEFAULT_FIELDS))}")
     if not isinstance(images, list):
         raise InvalidInput(f"input.images must be a list of image jobs, got {type(images).__name__}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import torch
@@ -54,6 +55,11 @@ def prepare_worker(settings: Settings) -> Runtime:
     except ValueError as exc:
         raise StartupError(f"cannot build the runtime: {exc} "
                            f"(GPU_WORKER_DEVICE={settings.gpu_worker_device!r})") from exc
+    if runtime.device.type == "cpu":
+        # Concurrent jobs each run torch ops on their own thread: share the cores among them
+        # rather than let every job's OpenMP pool claim all of them (oversubscription is 50-100x
+        # slower on a loaded 2-core machine).
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.max_concurrency))
     try:
         took_ms = warm_up(runtime)
     except Exception as exc:  # noqa: BLE001 - whatever the device raises, the worker cannot serve

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import reprlib
+
 from pydantic import ValidationError
 
 
@@ -28,7 +30,7 @@ def describe(error: ValidationError, prefix: str = "", allowed: dict[str, list[s
         kind = item["type"]
         if kind == "extra_forbidden":
             parent = field_path(prefix, loc[:-1])
-            msg = f"{parent}: unknown field '{loc[-1]}'"
+            msg = f"{parent}: unknown field {short(loc[-1])}"
             names = (allowed or {}).get(parent)
             if names:
                 msg += f"; allowed: {', '.join(names)}"
@@ -38,12 +40,15 @@ def describe(error: ValidationError, prefix: str = "", allowed: dict[str, list[s
             text = item["msg"].removeprefix("Value error, ")
             msg = f"{field_path(prefix, loc)}: {text}"
             if kind != "missing" and "input" in item:
-                msg += f" (got {_short(item['input'])})"
+                msg += f" (got {short(item['input'])})"
         lines.append(msg)
     return "; ".join(lines)
 
 
-def _short(value, limit: int = 60) -> str:
-    """repr of a value, cut so a huge input cannot flood the error message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+_REPR = reprlib.Repr()  # keyword arguments need Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 2, 60, 60, 4, 4
+
+
+def short(value) -> str:
+    """repr of a value, cut so that a huge or deeply nested input cannot flood the error message."""
+    return _REPR.repr(value)

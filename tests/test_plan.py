@@ -93,7 +93,7 @@ def test_bad_operations_are_refused_with_a_message_naming_them(operations, expec
 def test_operation_count_limit():
     ops = [{"type": "filter", "params": {"name": "blur"}}] * 5
     assert len(compile_plan(ops, max_operations=5)) == 5
-    with pytest.raises(LimitExceeded, match="6 operations is over the limit of 5 per job"):
+    with pytest.raises(LimitExceeded, match="operations: 6 operations is over the limit MAX_OPERATIONS=5 per job"):
         compile_plan(ops + ops[:1], max_operations=5)
 
 

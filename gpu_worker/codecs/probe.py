@@ -101,7 +101,10 @@ def open_image(data: bytes) -> ImageFile.ImageFile:
         try:
             return factory(fp, "")
         except Image.DecompressionBombError as e:
-            raise LimitExceeded(f"{_name(fmt)} image is over Pillow's decompression-bomb limit: {e}") from None
+            # Pillow's WebP plugin checks its own bomb limit (2 x MAX_IMAGE_PIXELS, 179 MP) while
+            # opening; ours is lower by default, so the image is over MAX_DECODED_PIXELS too.
+            raise LimitExceeded(f"{_name(fmt)} image is over the decoded-pixel limit MAX_DECODED_PIXELS "
+                                f"(and Pillow's own ceiling): {e}") from None
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - any plugin failure on a header is a bad header
@@ -274,6 +277,6 @@ def check_pixels(info: SourceInfo, max_pixels: int | None, name: str = "MAX_DECO
         return
     if info.pixels > max_pixels:
         raise LimitExceeded(
-            f"image is {info.width}x{info.height} = {info.pixels / 1e6:.1f} MP, over the "
-            f"decoded-pixel limit of {max_pixels / 1e6:.1f} MP ({name})"
+            f"image is {info.width}x{info.height} = {info.pixels:,} pixels, over the decoded-pixel "
+            f"limit {name}={max_pixels:,}"
         )
