@@ -22,3 +22,28 @@ def device(request) -> torch.device:
 
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module (use with ``pytest.mark.usefixtures``).
+
+    On a shared 2-core CI machine torch's OpenMP threads spin against other processes and a 6 ms
+    job can take 400+ ms (measured); tests that bound the job path's time use this so the bounds are
+    about the worker, not about that contention. The kernels' threading is covered elsewhere.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def workers():
+    """Collects started worker processes (tests/worker_process.py); stops each in teardown and
+    prints its log tail, which pytest shows when the test failed."""
+    started = []
+    yield started
+    for proc in started:
+        proc.stop()
+        print(f"--- {proc.argv[1:3]} rc={proc.returncode} log tail:\n{proc.log_tail(40)}")

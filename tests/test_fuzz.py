@@ -38,6 +38,8 @@ from gpu_worker.plan import compile_plan
 from gpu_worker.runtime import build_runtime, set_runtime
 from photos import sample
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
+
 #: Wall-clock bound for one job, seconds (tiny images; limits keep every job small).
 JOB_TIME_BOUND_S = 2.0
 #: Longest acceptable error message: a message names the problem, it does not echo the input.
@@ -77,15 +79,6 @@ FIELD_NAMES = ["image", "images", "url", "base64", "operations", "output", "anal
                "right", "bottom", "name", "brightness", "contrast", "saturation", "resize", "crop", "id", "input"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread while these tests run. On a shared 2-core CI machine torch's OpenMP
-    threads spin against other processes and a 6 ms job can take 400+ ms (measured); the time
-    bounds asserted here are about the worker, not about that contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from gpu_worker.runtime import build_runtime, set_runtime
 from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample
 from tolerances import PILLOW_ATOL
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
+
 SIZE = (97, 61)
 FORMATS = ("JPEG", "PNG", "WEBP")
 MIME = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
@@ -127,15 +129,6 @@ def comparable(expected: Image.Image, got: Image.Image, fmt: str) -> tuple[np.nd
 # fixtures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread while these tests run. On a shared 2-core CI machine torch's OpenMP
-    threads spin against other processes and a 6 ms job can take 400+ ms (measured); the kernels'
-    threading is covered by the kernel tests, these are about the job path."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

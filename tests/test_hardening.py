@@ -42,6 +42,8 @@ from gpu_worker.runtime import build_runtime, set_runtime
 from http_servers import LoopbackServer
 from photos import max_abs_diff, pil_array, sample
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
+
 CPU = torch.device("cpu")
 ALLOW = "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS"
 MB = 1_000_000
@@ -126,15 +128,6 @@ def spies(monkeypatch):
     return found
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread while these tests run. On a shared 2-core CI machine torch's OpenMP
-    threads spin against other processes and a 6 ms job can take 400+ ms (measured); the time
-    bounds asserted here are about the worker, not about that contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -57,14 +57,6 @@ def max_overlap(records: dict[str, JobRecord]) -> int:
     return best
 
 
-@pytest.fixture
-def workers():
-    """Collects started worker processes; stops every one in teardown (log tail on failure)."""
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
-        print(f"--- {proc.argv[1:]} rc={proc.returncode} log tail:\n{proc.log_tail(40)}")
 
 
 @pytest.fixture

@@ -124,14 +124,6 @@ def max_overlap(records: dict[str, JobRecord]) -> int:
     return best
 
 
-@pytest.fixture
-def workers():
-    """Collects started workers; stops each in teardown and prints its log tail."""
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
-        print(f"--- {proc.argv[1:3]} rc={proc.returncode} log tail:\n{proc.log_tail(30)}")
 
 
 @pytest.fixture(scope="module")
