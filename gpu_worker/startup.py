@@ -42,6 +42,15 @@ def warm_up(runtime: Runtime) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def share_cpu_threads(settings: Settings, device: torch.device) -> None:
+    """On the CPU, give each concurrent job an equal share of the cores, one core left for the
+    SDK's event loop, base64 and I/O. OpenMP threads that spin against a busy core made one 1080p
+    job 20x slower on 2 cores (benchmarks/concurrency.py). A worker-wide setting: the library
+    (Pipeline) leaves torch's threads alone."""
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, ((os.cpu_count() or 1) - 1) // settings.max_concurrency))
+
+
 def prepare_worker(settings: Settings) -> Runtime:
     """Build the runtime, warm it up, and register the SDK fitness check that re-runs the warm-up.
 
@@ -55,11 +64,7 @@ def prepare_worker(settings: Settings) -> Runtime:
     except ValueError as exc:
         raise StartupError(f"cannot build the runtime: {exc} "
                            f"(GPU_WORKER_DEVICE={settings.gpu_worker_device!r})") from exc
-    if runtime.device.type == "cpu":
-        # Concurrent jobs each run torch ops on their own thread: share the cores among them
-        # rather than let every job's OpenMP pool claim all of them (oversubscription is 50-100x
-        # slower on a loaded 2-core machine).
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.max_concurrency))
+    share_cpu_threads(settings, runtime.device)
     try:
         took_ms = warm_up(runtime)
     except Exception as exc:  # noqa: BLE001 - whatever the device raises, the worker cannot serve
