@@ -25,6 +25,7 @@ run: setup
 
 bench: setup
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.concurrency
 
 lint: setup
 	$(VENV)/bin/hadolint Dockerfile.cuda Dockerfile.cpu
