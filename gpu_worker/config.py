@@ -97,7 +97,8 @@ def _coerce(name: str, value: object) -> object:
         else:
             result = str(value)
     except (TypeError, ValueError):
-        raise ValueError(f"setting {name} ({name.upper()}) must be a {kind.__name__}, got {value!r}") from None
+        noun = {int: "an integer", float: "a finite number"}.get(kind, "a string")
+        raise ValueError(f"setting {name} ({name.upper()}) must be {noun}, got {value!r}") from None
     if kind in (int, float) and result < 0:
         raise ValueError(f"setting {name} ({name.upper()}) must not be negative, got {value!r}")
     return result

@@ -194,3 +194,53 @@ def test_nothing_logs_or_prints_the_image(bucket_env, caplog, capfd):
     for text in (logged, out, err):
         assert needle not in text
         assert SECRET not in text
+
+
+# ------------------------------------------------------------------- through the job runner
+def runner(**overrides):
+    import dataclasses
+
+    import torch
+
+    from gpu_worker.config import Settings
+    from gpu_worker.jobs import JobRunner
+
+    settings = dataclasses.replace(Settings(), cache_max_bytes=0, bucket_name=BUCKET, **overrides)
+    return JobRunner(settings, torch.device("cpu"))
+
+
+def job(fmt="PNG", upload_flag=False, width=48):
+    import base64 as b64
+
+    return {"image": {"base64": b64.b64encode(encoded("JPEG", (96, 64))).decode()},
+            "operations": [{"type": "resize", "params": {"width": width}}],
+            "output": {"format": fmt, "upload": upload_flag}}
+
+
+def test_a_job_asking_for_upload_gets_a_presigned_url_back(bucket_env):
+    response = runner().run(job(upload_flag=True), job_id="job-42")
+    assert response["success"] and "processed_image" not in response, response
+    got = requests.get(response["processed_image_url"], timeout=10)
+    with Image.open(io.BytesIO(got.content)) as im:
+        assert im.format == "PNG" and im.size == (48, 32) == (response["metadata"]["width"], response["metadata"]["height"])
+
+
+def test_results_over_the_inline_threshold_go_to_the_bucket(bucket_env):
+    response = runner(upload_threshold_bytes=1_000).run({"images": [job(), job(width=40)]}, job_id="job-43")
+    results = response["results"]
+    assert [r["success"] for r in results] == [True, True]
+    for result, width in zip(results, (48, 40)):
+        with Image.open(io.BytesIO(requests.get(result["processed_image_url"], timeout=10).content)) as im:
+            assert im.size[0] == width
+    # Under the threshold the same job stays inline.
+    inline = runner().run(job(), job_id="job-44")
+    assert inline["processed_image"].startswith("data:image/png;base64,")
+
+
+def test_without_a_bucket_a_large_result_is_an_error_that_says_what_to_configure(isolated_env):
+    response = runner(upload_threshold_bytes=1_000).run(job())
+    assert response == {"success": False, "error": response["error"]}
+    assert "UPLOAD_THRESHOLD_BYTES" in response["error"] and "BUCKET_ENDPOINT_URL" in response["error"]
+    asked = runner().run(job(upload_flag=True))
+    assert not asked["success"] and "BUCKET_ACCESS_KEY_ID" in asked["error"]
+    assert not any(isolated_env.iterdir())  # no silent local file instead
