@@ -397,7 +397,8 @@ def test_sigterm_finishes_jobs_in_flight_and_on_the_open_poll(workers, tmp_path)
         proc = launch(queue, tmp_path / "sigterm.log", MAX_CONCURRENCY="4")
         workers.append(proc)
         source = jpeg("rocket.jpg", (200, 133))
-        in_flight = queue.add_jobs([heavy_job(source, 2400, 1600, blurs=3) for _ in range(2)])  # ~2 s each
+        # ~4 s each on one core (an enlargement and 30 blurs), so both are still running at SIGTERM.
+        in_flight = queue.add_jobs([heavy_job(source, 4000, 2667, blurs=30) for _ in range(2)])
         proc.wait_for_log(r"\| Started\.", timeout=30, count=2)
         # A fresh held poll (it asks for the 2 free slots), so it is still open 0.5 s later.
         queue.wait_until(lambda: queue.polls[-1].answered_at is None and time.time() - queue.polls[-1].at < 6,
@@ -414,7 +415,7 @@ def test_sigterm_finishes_jobs_in_flight_and_on_the_open_poll(workers, tmp_path)
             record = queue.records[job_id]
             assert record.done and not record.failed, record.result
             assert proc.sigterm_at < record.result_at <= proc.exited_at
-            assert decode_result(record.output).size == (2400, 1600)
+            assert decode_result(record.output).size == (4000, 2667)
         record = queue.records[late]
         assert record.handed_out_at > proc.sigterm_at, "the late job should come on the open poll"
         assert record.done, "taken on the open poll at SIGTERM, never run: the drain fix is missing"
@@ -432,7 +433,7 @@ def test_shutdown_grace_bounds_the_wait_and_reports_the_unfinished_job(workers, 
         proc = launch(queue, tmp_path / "grace.log", SHUTDOWN_GRACE_S=str(grace))
         workers.append(proc)
         source = jpeg("rocket.jpg", (200, 133))
-        slow = queue.add_job(heavy_job(source, 6000, 4000, blurs=10))  # 15 s or more on this CPU
+        slow = queue.add_job(heavy_job(source, 6000, 4000, blurs=45))  # 15 s or more on this CPU
         proc.wait_for_log(r"\| Started\.", timeout=30)
         rc, delay = proc.terminate(timeout=30)
         print(f"SIGTERM, SHUTDOWN_GRACE_S={grace}, a job of 15 s or more running: exit {rc} after {delay:.2f} s")
