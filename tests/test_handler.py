@@ -16,7 +16,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import gpu_worker.runtime as runtime_module
@@ -26,6 +25,7 @@ from gpu_worker.handler import run_sync
 from gpu_worker.runtime import build_runtime, set_runtime
 from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample
 from tolerances import PILLOW_ATOL
+from corpus import png as png_bytes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
@@ -42,12 +42,6 @@ LOSSY_PSNR_SLACK_DB = 1.0
 # helpers
 
 
-def png_bytes(im: Image.Image) -> bytes:
-    im = im.copy()
-    im.info.pop("icc_profile", None)  # scikit-image's sRGB profile: libpng warns about it on grey
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def b64(data: bytes) -> str:

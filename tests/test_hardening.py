@@ -41,6 +41,7 @@ from gpu_worker.jobs import JobRunner
 from gpu_worker.runtime import build_runtime, set_runtime
 from http_servers import LoopbackServer
 from photos import max_abs_diff, pil_array, sample
+from corpus import png as png_bytes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
@@ -57,12 +58,6 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def png_bytes(im: Image.Image) -> bytes:
-    im = im.copy()
-    im.info.pop("icc_profile", None)  # scikit-image's sRGB profile: libpng warns about it on grey
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
 
 
 #: A small real photo, the "good job" run after every bad one.

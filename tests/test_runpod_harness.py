@@ -17,7 +17,7 @@ import requests
 from fake_runpod import FakeRunPodQueue, JobRecord
 from worker_process import (
     STANDIN_DIR, WorkerProcess, api_run, api_runsync, api_status, parse_test_input_result,
-    run_test_input, start_api_worker, start_worker,
+    run_test_input, start_api_worker, start_polling_worker,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,13 +30,7 @@ READY_TIMEOUT = 30.0
 # ---------------------------------------------------------------------------- helpers
 def launch(queue: FakeRunPodQueue, log_path, script=ECHO_ASYNC, **env: str) -> WorkerProcess:
     """Start a stand-in against ``queue`` and wait until its job loop polls."""
-    proc = start_worker(script=script, env=queue.env(**env), log_path=log_path)
-    try:
-        proc.wait_ready(lambda: len(queue.polls) > 0, READY_TIMEOUT, "its first job-take poll")
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
+    return start_polling_worker(queue, log_path, READY_TIMEOUT, script=script, env=env)
 
 
 def makespan(records: dict[str, JobRecord]) -> float:

@@ -29,7 +29,7 @@ from fake_runpod import FakeRunPodQueue, JobRecord
 from photos import photo
 from worker_process import (
     WorkerProcess, api_run, api_runsync, api_status, parse_test_input_result, run_test_input,
-    start_api_worker, start_worker,
+    start_api_worker, start_polling_worker, start_worker,
 )
 
 from gpu_worker import sdk_patches
@@ -99,13 +99,7 @@ def check_resized(output: dict, source: bytes, width: int) -> None:
 # ---------------------------------------------------------------------------- worker helpers
 def launch(queue: FakeRunPodQueue, log_path, **env: str) -> WorkerProcess:
     """``python -m gpu_worker`` against ``queue``; returns once its job loop polls."""
-    proc = start_worker(module=MODULE, env=queue.env(**BASE_ENV, **env), log_path=log_path)
-    try:
-        proc.wait_ready(lambda: len(queue.polls) > 0, READY_TIMEOUT, "its first job-take poll")
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
+    return start_polling_worker(queue, log_path, READY_TIMEOUT, module=MODULE, env={**BASE_ENV, **env})
 
 
 def makespan(records: dict[str, JobRecord]) -> float:

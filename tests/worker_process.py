@@ -208,6 +208,19 @@ def start_worker(*, module: str | None = None, script: str | os.PathLike | None 
     return WorkerProcess(_command(module, script, args), worker_env(env), log_path, cwd)
 
 
+def start_polling_worker(queue, log_path: str | os.PathLike, ready_timeout: float, **start_args) -> WorkerProcess:
+    """Start a worker against a FakeRunPodQueue (``start_args`` as for :func:`start_worker`,
+    ``env`` merged over ``queue.env()``) and return once its job loop polls the queue."""
+    env = queue.env(**start_args.pop("env", {}))
+    proc = start_worker(env=env, log_path=log_path, **start_args)
+    try:
+        proc.wait_ready(lambda: len(queue.polls) > 0, ready_timeout, "its first job-take poll")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
 # ---------------------------------------------------------------------- --rp_serve_api
 def start_api_worker(*, module: str | None = None, script: str | os.PathLike | None = None,
                      env: Mapping[str, str] | None = None, log_path: str | os.PathLike,
