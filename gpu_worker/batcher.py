@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from gpu_worker.batching import Ran, run_stack
+from gpu_worker.batching import Ran, run_images
 from gpu_worker.plan import Plan
 
 #: A bucket's identity: plan key, image shape (C, H, W), device.
@@ -225,8 +225,7 @@ class CrossJobBatcher:
         error: Optional[BaseException] = None
         try:
             images = [entry.image for entry in batch]
-            stack = torch.stack(images) if len(images) > 1 else images[0].unsqueeze(0)
-            outputs = run_stack(bucket.plan.bind(bucket.shape), stack).unbind(0)
+            outputs = run_images(bucket.plan.bind(bucket.shape), images)
         except BaseException as exc:  # noqa: BLE001 - every caller in the batch must hear of it
             error = exc
         callers = {entry.call for entry in batch}

@@ -53,21 +53,23 @@ def concurrently(fn, args_list: list, workers: int | None = None) -> list:
 
 
 class RecordingRunStack:
-    """Wraps batching.run_stack, recording each call's bound plan and batch shape."""
+    """Wraps batching.run_images (the batcher's one kernel call per stack), recording each call's
+    bound plan and stack shape (B, C, H, W)."""
 
     def __init__(self, monkeypatch, fail_on=None):
         self.calls: list[tuple[object, tuple[int, ...]]] = []
         self.fail_on = fail_on
         self._lock = threading.Lock()
-        self._real = batcher_module.run_stack
-        monkeypatch.setattr(batcher_module, "run_stack", self)
+        self._real = batcher_module.run_images
+        monkeypatch.setattr(batcher_module, "run_images", self)
 
-    def __call__(self, bound, batch):
+    def __call__(self, bound, images):
+        shape = (len(images), *images[0].shape)
         with self._lock:
-            self.calls.append((bound, tuple(batch.shape)))
-        if self.fail_on is not None and tuple(batch.shape[1:]) == self.fail_on:
+            self.calls.append((bound, shape))
+        if self.fail_on is not None and shape[1:] == self.fail_on:
             raise RuntimeError(f"kernel failed on {self.fail_on}")
-        return self._real(bound, batch)
+        return self._real(bound, images)
 
 
 def test_concurrent_calls_share_one_kernel_call_and_match_running_alone(monkeypatch):
