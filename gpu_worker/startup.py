@@ -44,9 +44,10 @@ def warm_up(runtime: Runtime) -> float:
 
 def share_cpu_threads(settings: Settings, device: torch.device) -> None:
     """On the CPU, give each concurrent job an equal share of the cores, one core left for the
-    SDK's event loop, base64 and I/O. OpenMP threads that spin against a busy core made one 1080p
-    job 20x slower on 2 cores (benchmarks/concurrency.py). A worker-wide setting: the library
-    (Pipeline) leaves torch's threads alone."""
+    SDK's event loop, base64 and I/O. OpenMP threads that spin against a busy core made the
+    reference job 5-6x slower on 2 cores (BENCHMARKS.md, "a busy machine"), against ~20% gained
+    from a second thread on a quiet one. A worker-wide setting: the library (Pipeline) leaves
+    torch's threads alone."""
     if device.type == "cpu":
         torch.set_num_threads(max(1, ((os.cpu_count() or 1) - 1) // settings.max_concurrency))
 
