@@ -216,6 +216,19 @@ def timed(work: Callable[[], Any], repeats: int, warmup: int, sync: Callable[[],
     return times, kept
 
 
+def pillow_decode_all(datas: list[bytes]) -> list:
+    """Decode every JPEG with Pillow, keeping the images (as decode_jpeg does: both pay for fresh
+    memory)."""
+    from PIL import Image
+
+    out = []
+    for d in datas:
+        with Image.open(io.BytesIO(d)) as im:
+            im.load()
+            out.append(im)
+    return out
+
+
 def summary(times: list[float], images: int) -> dict[str, Any]:
     median = statistics.median(times)
     return {
@@ -348,17 +361,7 @@ def task_decode(args) -> dict[str, Any]:
     datas = load_set(args.images, args.n)
     rows = []
     if args.peer == "pillow":
-        from PIL import Image
-
-        def pil():
-            out = []
-            for d in datas:
-                with Image.open(io.BytesIO(d)) as im:
-                    im.load()
-                    out.append(im)
-            return out
-
-        times, _ = timed(pil, args.repeats, args.warmup)
+        times, _ = timed(lambda: pillow_decode_all(datas), args.repeats, args.warmup)
         rows.append({"peer": "pillow", "how": "Image.open + load, one by one", **summary(times, args.n)})
     elif args.peer == "pyvips":
         import pyvips
@@ -476,18 +479,10 @@ def task_per_op(args) -> dict[str, Any]:
     # Codecs at the job's sizes: decode 1080p JPEG q90, encode 800x450 JPEG q85.
     tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
 
-    def pil_decode():  # keeps the images, as decode_jpeg does: both pay for fresh memory
-        out = []
-        for d in datas:
-            with Image.open(io.BytesIO(d)) as im:
-                im.load()
-                out.append(im)
-        return out
-
     rows.append(_op_row("decode JPEG 1080p (torchvision vs Pillow)",
                         median_per_image(lambda: tvio.decode_jpeg(tensors)),
                         median_per_image(lambda: [tvio.decode_jpeg(t) for t in tensors]),
-                        median_per_image(pil_decode)))
+                        median_per_image(lambda: pillow_decode_all(datas))))
     small = Pipeline([OPERATIONS[0]], device="cpu")(batch)
     small_pils = [im.resize((OUT_WIDTH, OUT_HEIGHT), Image.Resampling.LANCZOS) for im in pils]
 
