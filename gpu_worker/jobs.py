@@ -69,7 +69,7 @@ class Item:
     encoded: Optional[bytes] = None
     url: Optional[str] = None  # presigned bucket URL, when the result was uploaded
     cached: bool = False
-    stacked: int = 0  # images in the kernel call that ran this one
+    stacked: int = 0  # images batched with this one (one stacked kernel call per op on CUDA)
     error: Optional[str] = None
     fetch_ms: float = 0.0
     analysis: dict = field(default_factory=dict)
