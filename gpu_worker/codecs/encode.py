@@ -139,7 +139,7 @@ def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bo
             the encoder failed.
 
     Example:
-        >>> files = encode(batch, "JPEG", quality=90)   # batch: (B, 3, H, W) uint8 on the GPU
+        >>> files = encode(batch, "JPEG", quality=90)  # doctest: +SKIP
     """
     _check_args(images, format, quality, lossless)
     if images.shape[0] == 0:
