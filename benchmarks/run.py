@@ -237,20 +237,16 @@ def run_suite(args) -> dict[str, Any]:
                 row.setdefault("n", n)
                 result["jobs"].append(row)
                 _log_done(row)
-        n, warmup, repeats = micro["ops"]
-        result["ops_only"] = []
-        for peer, device in [("pillow", "cpu"), ("pyvips", "cpu")] + [("ours", d) for d in devices]:
-            _log(f"ops-only n={n} {peer} {device}")
-            row = child_quietest("ops", images_path, peer=peer, device=device, n=n, warmup=warmup, repeats=repeats)
-            result["ops_only"].append(row)
-            _log_done(row)
-        n, warmup, repeats = micro["decode"]
-        result["decode_only"] = []
-        for peer, device in [("pillow", "cpu"), ("pyvips", "cpu")] + [("torchvision", d) for d in devices]:
-            _log(f"decode-only n={n} {peer} {device}")
-            row = child_quietest("decode", images_path, peer=peer, device=device, n=n, warmup=warmup, repeats=repeats)
-            result["decode_only"].append(row)
-            _log_done(row)
+        # Ops only and decode only: the two CPU peers, then ours (or torchvision's decoder) per device.
+        for task, key, ours in (("ops", "ops_only", "ours"), ("decode", "decode_only", "torchvision")):
+            n, warmup, repeats = micro[task]
+            result[key] = []
+            for peer, device in [("pillow", "cpu"), ("pyvips", "cpu")] + [(ours, d) for d in devices]:
+                _log(f"{task}-only n={n} {peer} {device}")
+                row = child_quietest(task, images_path, peer=peer, device=device, n=n, warmup=warmup,
+                                     repeats=repeats)
+                result[key].append(row)
+                _log_done(row)
         n, warmup, repeats = micro["per-op"]
         _log(f"per-op n={n} (CPU)")
         result["per_op_cpu"] = child_quietest("per-op", images_path, n=n, warmup=warmup, repeats=repeats)

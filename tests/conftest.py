@@ -47,3 +47,15 @@ def workers():
     for proc in started:
         proc.stop()
         print(f"--- {proc.argv[1:3]} rc={proc.returncode} log tail:\n{proc.log_tail(40)}")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """The SDK's default address check (RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS unset), its default size
+    cap, and no proxies (the SDK refuses proxied URLs it cannot pin). Returns ``monkeypatch``."""
+    monkeypatch.delenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", raising=False)
+    monkeypatch.delenv("RUNPOD_MAX_DOWNLOAD_BYTES", raising=False)
+    for name in list(os.environ):
+        if name.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+            monkeypatch.delenv(name)
+    return monkeypatch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
 import socket
 import time
@@ -13,6 +12,8 @@ import pytest
 from gpu_worker.errors import FetchError, InvalidInput, JobError, LimitExceeded
 from gpu_worker.fetch import decode_base64, fetch_source, fetch_url, redact_url
 from http_servers import LoopbackServer
+
+pytestmark = pytest.mark.usefixtures("clean_env")  # see conftest
 
 ALLOW = "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS"
 # Bytes with every value, so any mangling (text decoding, newline translation) shows.
@@ -25,14 +26,6 @@ MB = 1 << 20
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    """Default address check on, and no proxy: the SDK refuses proxied URLs it cannot pin."""
-    monkeypatch.delenv(ALLOW, raising=False)
-    monkeypatch.delenv("RUNPOD_MAX_DOWNLOAD_BYTES", raising=False)
-    for name in list(os.environ):
-        if name.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

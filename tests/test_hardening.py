@@ -18,7 +18,6 @@ import base64
 import dataclasses
 import gc
 import io
-import os
 import re
 import struct
 import time
@@ -811,15 +810,6 @@ def test_unexpected_exception_inside_a_stage_is_contained(worker, monkeypatch):
 # =============================================================================================
 
 
-@pytest.fixture
-def clean_env(monkeypatch):
-    """The SDK's address check on, no proxies (the SDK refuses proxied URLs it cannot pin)."""
-    monkeypatch.delenv(ALLOW, raising=False)
-    monkeypatch.delenv("RUNPOD_MAX_DOWNLOAD_BYTES", raising=False)
-    for name in list(os.environ):
-        if name.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-            monkeypatch.delenv(name)
-    return monkeypatch
 
 
 @pytest.fixture
