@@ -126,10 +126,14 @@ def ours_peer(device: str) -> Callable:
     _quiet_torchvision()
     from gpu_worker.handler import run_sync
     from gpu_worker.runtime import get_runtime
-    from gpu_worker.startup import share_cpu_threads
+    from gpu_worker.startup import use_cpu_cores
 
     runtime = get_runtime()
-    share_cpu_threads(runtime.settings, runtime.device)  # as `python -m gpu_worker` does
+    use_cpu_cores(runtime.settings, runtime.device)  # as `python -m gpu_worker` does
+    if os.environ.get("BENCH_TORCH_THREADS"):  # to compare with torch's own threads (--contention)
+        import torch
+
+        torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))
 
     counter = iter(range(1 << 30))
 
@@ -289,7 +293,10 @@ def task_job(args) -> dict[str, Any]:
     if args.peer.startswith("ours-"):
         import torch
 
+        from gpu_worker import cpu_pool
+
         out["torch_threads"] = torch.get_num_threads()
+        out["cpu_image_threads"] = cpu_pool.threads()
     return out
 
 

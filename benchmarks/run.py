@@ -265,8 +265,9 @@ def run_suite(args) -> dict[str, Any]:
 CONTENTION_RUNS = (
     ("pillow", "pillow", {}),
     ("pyvips", "pyvips", {}),
-    ("ours-cpu (2 torch threads, the default)", "ours-cpu", {}),
-    ("ours-cpu with OMP_NUM_THREADS=1", "ours-cpu", {"OMP_NUM_THREADS": "1"}),
+    ("ours-cpu (the default: 2 images at once, 1 torch thread each)", "ours-cpu", {}),
+    ("ours-cpu, 1 image at a time on 2 torch threads (CPU_THREADS=1)", "ours-cpu",
+     {"CPU_THREADS": "1", "BENCH_TORCH_THREADS": "2"}),
 )
 
 
@@ -463,13 +464,16 @@ def header(result: dict[str, Any]) -> str:
     warning = (f"WARNING: other processes used up to {busiest} cores during some measurements (see the 'other "
                f"load' column): those numbers are noisy; rerun on a quiet machine.\n") if busiest > BUSY_CORES else ""
     extra = f", of which --contention {result['contention_s']} s" if "contention_s" in result else ""
+    ours = next((r for r in result["jobs"] if r.get("peer") == "ours-cpu" and "torch_threads" in r), None)
+    policy = (f"; ours-cpu worked on {ours.get('cpu_image_threads', 1)} image(s) at once, "
+              f"{ours['torch_threads']} torch thread(s) each") if ours else ""
     return warning + (f"{result['date']} ({result['mode']} run, {result['runtime_s']} s{extra}); {m['cpu']}, "
             f"{m['logical_cores']} logical cores, {m['ram_gb']} GB RAM; load average before "
             f"{result['load_average_before']}, after {result['load_average_after']}\n"
             f"torch {v['torch']} ({t['intra_op_threads']} intra-op threads), torchvision {v['torchvision']}, "
             f"kornia {v['kornia']}, Pillow {v['Pillow']} (libjpeg {v['Pillow libjpeg']}), pyvips {v['pyvips']} "
             f"(libvips {v['libvips']}, concurrency {result['vips_concurrency']}), numpy {v['numpy']}; "
-            f"CUDA: {t.get('gpu', 'not available')}\n")
+            f"CUDA: {t.get('gpu', 'not available')}{policy}\n")
 
 
 def main(argv: list[str] | None = None) -> None:

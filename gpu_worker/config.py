@@ -33,6 +33,9 @@ class Settings:
     #: Seconds jobs in progress get to finish after SIGTERM; past it they are reported failed and
     #: the worker exits (0: no limit).
     shutdown_grace_s: float = 30.0
+    #: CPU only: images worked on at once, each on one torch thread (0: every core the process may
+    #: use). Ignored on CUDA, where a batch runs stacked.
+    cpu_threads: int = 0
 
     # --- limits (checked before the step they guard) ---
     max_source_bytes: int = 50 * MB

@@ -3,8 +3,9 @@
 Single-image and batch jobs take the same path: a single job is a batch of one whose messages
 name fields from the input's root (``image.url``), while batch items are named ``images[3]...``.
 Every stage works on the items still alive; an item that fails leaves the others running, and
-each stage does its device work for all items at once (decode batched, ops stacked by
-``(plan, shape)``, encode batched).
+each stage does its device work for all items at once: on CUDA decode batched, ops stacked by
+``(plan, shape)`` and encode batched; on the CPU each image alone, several at once on the threads
+of :mod:`gpu_worker.cpu_pool`.
 
 Everything before decode is cheap and refuses a job that would fail: schema, operations, limits
 on bytes, header pixels and inferred output pixels.
@@ -29,6 +30,7 @@ from gpu_worker.cache import ResultCache
 from gpu_worker.codecs import SourceInfo, check_pixels, decode_batch, encode, probe
 from gpu_worker.codecs.encode import MAX_SIDE
 from gpu_worker.config import Settings
+from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
 from gpu_worker.fetch import fetch_source
 from gpu_worker.plan import Plan, compile_plan
@@ -255,10 +257,10 @@ class JobRunner:
         todo = self._live(items)
         if not todo:
             return
-        try:
-            decoded = decode_batch([item.data for item in todo], self.device, [item.info for item in todo])
-        except Exception as exc:  # noqa: BLE001 - decode_batch returns per-item errors; this is a bug
-            decoded = [JobError(_describe_failure("decoding", exc))] * len(todo)
+        if self.device.type == "cpu":  # one image per call, several at once (gpu_worker.cpu_pool)
+            decoded = map_images(lambda item: self._decode([item])[0], todo)
+        else:  # one batched call (nvjpeg)
+            decoded = self._decode(todo)
         for item, image in zip(todo, decoded):
             if isinstance(image, Exception):
                 item.fail(_prefixed(item, str(image)))
@@ -266,6 +268,12 @@ class JobRunner:
                 item.source = image
         self._analyze(todo, "source")
         self._sync()
+
+    def _decode(self, items: list[Item]) -> list[torch.Tensor | JobError]:
+        try:
+            return decode_batch([item.data for item in items], self.device, [item.info for item in items])
+        except Exception as exc:  # noqa: BLE001 - decode_batch returns per-item errors; this is a bug
+            return [JobError(_describe_failure("decoding", exc))] * len(items)
 
     def _analyze(self, items: list[Item], target: str) -> None:
         """Add the analysis of each item's source or result, for the items that asked for it."""
@@ -300,20 +308,30 @@ class JobRunner:
         self._sync()
 
     def _encode_all(self, items: list[Item]) -> None:
-        groups: dict[tuple, list[Item]] = {}
-        for item in self._live(items):
+        live = self._live(items)
+        if self.device.type == "cpu":  # one image per call, several at once (gpu_worker.cpu_pool)
+            map_images(lambda item: self._encode([item]), live)
+            return
+        groups: dict[tuple, list[Item]] = {}  # one batched call per format, quality and shape
+        for item in live:
             key = (item.spec.output.format, item.spec.output.quality, tuple(item.result.shape))
             groups.setdefault(key, []).append(item)
-        for (fmt, quality, _), group in groups.items():
-            try:
-                encoded = encode(torch.stack([item.result for item in group]), fmt, quality)
-            except Exception as exc:  # noqa: BLE001
-                message = _describe_failure(f"encoding {fmt}", exc)
-                for item in group:
-                    item.fail(_prefixed(item, message))
-                continue
-            for item, data in zip(group, encoded):
-                item.encoded, item.result = data, None
+        for group in groups.values():
+            self._encode(group)
+
+    def _encode(self, group: list[Item]) -> None:
+        """Encode items that share output format, quality and shape; a failure fails the group."""
+        fmt, quality = group[0].spec.output.format, group[0].spec.output.quality
+        try:
+            batch = group[0].result.unsqueeze(0) if len(group) == 1 else torch.stack([i.result for i in group])
+            encoded = encode(batch, fmt, quality)
+        except Exception as exc:  # noqa: BLE001
+            message = _describe_failure(f"encoding {fmt}", exc)
+            for item in group:
+                item.fail(_prefixed(item, message))
+            return
+        for item, data in zip(group, encoded):
+            item.encoded, item.result = data, None
 
     def _upload_all(self, items: list[Item], job_id: str) -> None:
         """Send results to the bucket when the job asks, or when inline base64 would be too large."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import torch
 
+from gpu_worker import cpu_pool
 from gpu_worker.codecs import decode_batch, encode
 from gpu_worker.config import Settings
 from gpu_worker.plan import compile_plan
@@ -42,14 +42,15 @@ def warm_up(runtime: Runtime) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def share_cpu_threads(settings: Settings, device: torch.device) -> None:
-    """On the CPU, give each concurrent job an equal share of the cores, one core left for the
-    SDK's event loop, base64 and I/O. OpenMP threads that spin against a busy core made the
-    reference job 5-6x slower on 2 cores (BENCHMARKS.md, "a busy machine"), against ~20% gained
-    from a second thread on a quiet one. A worker-wide setting: the library (Pipeline) leaves
+def use_cpu_cores(settings: Settings, device: torch.device) -> None:
+    """On the CPU, work on ``CPU_THREADS`` images at once (default: every core), each on one torch
+    thread (:mod:`gpu_worker.cpu_pool`). Torch's own threads split each kernel across cores and
+    wait for each other: with one core busy elsewhere the reference job took 3.5-6x longer
+    (BENCHMARKS.md, "a busy machine"). A worker-wide setting: the library (Pipeline) leaves
     torch's threads alone."""
     if device.type == "cpu":
-        torch.set_num_threads(max(1, ((os.cpu_count() or 1) - 1) // settings.max_concurrency))
+        torch.set_num_threads(1)
+        cpu_pool.use_threads(settings.cpu_threads or cpu_pool.available_cores())
 
 
 def prepare_worker(settings: Settings) -> Runtime:
@@ -65,7 +66,7 @@ def prepare_worker(settings: Settings) -> Runtime:
     except ValueError as exc:
         raise StartupError(f"cannot build the runtime: {exc} "
                            f"(GPU_WORKER_DEVICE={settings.gpu_worker_device!r})") from exc
-    share_cpu_threads(settings, runtime.device)
+    use_cpu_cores(settings, runtime.device)
     try:
         took_ms = warm_up(runtime)
     except Exception as exc:  # noqa: BLE001 - whatever the device raises, the worker cannot serve

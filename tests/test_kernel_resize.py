@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from kernels.resize import RESAMPLING_FILTERS, resize
-from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample, to_array, to_tensor
+from photos import COLOR_PHOTOS, max_abs_diff, photo, pil_array, sample, to_array, to_tensor
 from tolerances import PILLOW_ATOL
 
 # The module itself (kernels/__init__.py re-exports the function under the same name).
@@ -148,11 +148,54 @@ def test_weight_tables_are_cached(device):
     # Each output pixel's fixed-point weights sum to ~1.0 (2**22), as Pillow's normalisation.
     assert (weight.sum(0) - (1 << 22)).abs().max() <= weight.shape[0]
 
+    band = resize_module._band_table(97, 40, "lanczos", device)
+    assert resize_module._band_table(97, 40, "lanczos", device) is band
+    # The banded layout holds the same weights, scaled by 2**-22, each output's in one row.
+    per_output = band.weight.reshape(-1, band.weight.shape[-1])[:40].sum(1) * (1 << 22)
+    assert torch.equal(per_output.round().to(torch.int32).cpu(), weight.sum(0).cpu())
+
+    # The pass on the CPU reads the banded table, elsewhere the per-tap one.
+    used = resize_module._band_table if device.type == "cpu" else table
     images = to_tensor(sample("RGB", (97, 61)), device)
     resize(images, (61, 40), "lanczos")  # warms the tables for this size
-    hits = table.cache_info().hits
+    hits = used.cache_info().hits
     resize(images, (61, 40), "lanczos")
-    assert table.cache_info().hits > hits
+    assert used.cache_info().hits > hits
 
     nearest = resize_module._nearest_table
     assert nearest(2, 7, device) is nearest(2, 7, device)
+
+
+def test_reference_size_bit_exact(device):
+    # The benchmark's reference resize, 1920x1080 -> 800x450, where the CPU pass runs in chunks.
+    im = photo("astronaut.png").convert("RGB").resize((1920, 1080))
+    for filter in ("lanczos", "bicubic"):
+        expected = pil_array(im.resize((800, 450), PIL_FILTERS[filter]))
+        assert max_abs_diff(ours(im, (800, 450), filter, device), expected) == 0, filter
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_banded_pass_equals_tap_loop(seed):
+    """The CPU's banded-matmul pass gives the tap loop's integers on random sizes and pixels.
+
+    The tap loop is Pillow's int32 arithmetic written out (it is what CUDA runs); the banded pass
+    relies on float64 being exact for these sums. Includes all-0/255 images (every clamp taken),
+    big downscales (windows of hundreds of taps) and enough planes to be cut into chunks.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def pick(options):
+        return options[int(torch.randint(len(options), (1,), generator=generator))]
+
+    for _ in range(60):
+        in_size = pick([1, 2, 3, 5, 17, 97, 300, 1000, 2500])
+        out_size = pick([1, 2, 3, 7, 40, 97, 250, 801, max(1, in_size // 37)])
+        filter = pick(["bilinear", "bicubic", "lanczos"])
+        shape = (pick([1, 3, 4, 48]), in_size, pick([1, 2, 5, 33]))
+        if pick([True, False]):
+            planes = torch.randint(0, 2, shape, generator=generator, dtype=torch.uint8) * 255
+        else:
+            planes = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+        taps = resize_module._resample_rows_taps(planes, out_size, filter)
+        banded = resize_module._resample_rows_banded(planes, out_size, filter)
+        assert torch.equal(banded, taps), (in_size, out_size, filter, shape)

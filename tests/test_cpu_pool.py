@@ -1,0 +1,138 @@
+"""gpu_worker.cpu_pool and the worker's CPU thread policy: images in parallel, one torch thread each.
+
+The pool's contract (order, errors, nesting) on plain functions; then a real batch job through the
+handler with the pool on, whose results must be the bytes of the same job run one image at a time,
+with decode, ops and encode seen running on the pool's threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import threading
+
+import pytest
+import torch
+
+import gpu_worker.jobs as jobs_module
+import gpu_worker.runtime as runtime_module
+from corpus import png as png_bytes
+from gpu_worker import cpu_pool
+from gpu_worker.config import Settings
+from gpu_worker.handler import run_sync
+from gpu_worker.runtime import build_runtime, set_runtime
+from gpu_worker.startup import use_cpu_cores
+from photos import COLOR_PHOTOS, sample
+
+
+@pytest.fixture
+def restore():
+    """Leaves the pool and torch's thread count as they were (both are process-wide)."""
+    threads, pool_threads = torch.get_num_threads(), cpu_pool.threads()
+    yield
+    cpu_pool.use_threads(pool_threads)
+    torch.set_num_threads(threads)
+
+
+def test_map_runs_items_at_once_in_order(restore):
+    cpu_pool.use_threads(2)
+    assert cpu_pool.threads() == 2
+    both_running = threading.Barrier(2, timeout=10)  # passes only if two items run at the same time
+
+    def work(x: int) -> tuple[int, str]:
+        if x < 2:
+            both_running.wait()
+        return x * x, threading.current_thread().name
+
+    results = cpu_pool.map_images(work, range(6))
+    assert [value for value, _ in results] == [x * x for x in range(6)]
+    assert all(name.startswith("cpu-image") for _, name in results)
+
+
+def test_map_without_pool_runs_in_the_caller(restore):
+    cpu_pool.use_threads(1)
+    assert cpu_pool.threads() == 1
+    names = cpu_pool.map_images(lambda _: threading.current_thread().name, range(3))
+    assert names == [threading.current_thread().name] * 3
+
+
+def test_first_error_propagates_and_the_pool_keeps_working(restore):
+    cpu_pool.use_threads(2)
+
+    def work(x: int) -> int:
+        if x == 3:
+            raise ValueError("bad item 3")
+        return x
+
+    with pytest.raises(ValueError, match="bad item 3"):
+        cpu_pool.map_images(work, range(6))
+    assert cpu_pool.map_images(lambda x: x + 1, range(4)) == [1, 2, 3, 4]
+
+
+def test_nested_calls_run_inline_instead_of_deadlocking(restore):
+    cpu_pool.use_threads(2)
+    done = threading.Event()
+    result: list = []
+
+    def outer(x: int) -> list[int]:
+        return cpu_pool.map_images(lambda y: x * 10 + y, range(3))
+
+    thread = threading.Thread(target=lambda: (result.append(cpu_pool.map_images(outer, range(4))), done.set()))
+    thread.start()
+    assert done.wait(10), "a map inside the pool's threads waited on the pool"
+    assert result == [[[0, 1, 2], [10, 11, 12], [20, 21, 22], [30, 31, 32]]]
+
+
+def test_worker_start_up_policy(restore):
+    torch.set_num_threads(2)
+    use_cpu_cores(Settings(cpu_threads=3), torch.device("cpu"))
+    assert torch.get_num_threads() == 1 and cpu_pool.threads() == 3
+    use_cpu_cores(Settings(), torch.device("cpu"))  # 0: every core this process may use
+    assert cpu_pool.threads() == cpu_pool.available_cores()
+    # On CUDA neither is touched: a batch runs stacked there.
+    torch.set_num_threads(2)
+    cpu_pool.use_threads(1)
+    use_cpu_cores(Settings(cpu_threads=3), torch.device("cuda"))
+    assert torch.get_num_threads() == 2 and cpu_pool.threads() == 1
+
+
+def test_batch_job_with_the_pool_equals_one_image_at_a_time(restore, monkeypatch):
+    sources = [base64.b64encode(png_bytes(sample("RGB", (97, 61), name))).decode() for name in COLOR_PHOTOS]
+    job = {"images": [{"image": {"base64": data}} for data in sources], "analysis": "result",
+           "operations": [{"type": "resize", "params": {"width": 40}}, {"type": "filter", "params": {"name": "sharpen"}}],
+           "output": {"format": "PNG"}}
+    previous = runtime_module._runtime
+    settings = dataclasses.replace(Settings(), gpu_worker_device="cpu", cache_max_bytes=0, cpu_threads=2)
+    try:
+        cpu_pool.use_threads(1)
+        set_runtime(build_runtime(settings))
+        alone = run_sync({"id": "one-by-one", "input": job})
+
+        # Record which threads decode, run the ops and encode (the real functions still run).
+        seen: dict[str, set[str]] = {"decode": set(), "ops": set(), "encode": set()}
+
+        def spy(stage, real):
+            def call(*args, **kwargs):
+                seen[stage].add(threading.current_thread().name)
+                return real(*args, **kwargs)
+            return call
+
+        monkeypatch.setattr(jobs_module, "decode_batch", spy("decode", jobs_module.decode_batch))
+        monkeypatch.setattr(jobs_module, "encode", spy("encode", jobs_module.encode))
+        runtime = build_runtime(settings)
+        use_cpu_cores(runtime.settings, runtime.device)
+        set_runtime(runtime)
+        runner = runtime.runner
+        runner.executor = spy("ops", runner.executor)
+        pooled = run_sync({"id": "pooled", "input": job})
+    finally:
+        set_runtime(previous)
+
+    assert pooled["success"] and pooled["metadata"]["failed"] == 0
+    for a, b in zip(alone["results"], pooled["results"]):
+        assert a["processed_image"] == b["processed_image"]
+        assert a["analysis"] == b["analysis"]
+    assert seen["decode"] and seen["encode"], seen
+    assert all(name.startswith("cpu-image") for name in seen["decode"] | seen["encode"]), seen
+    # The executor is called once per group; its images fan out to the pool inside run_images.
+    assert seen["ops"] and not any(name.startswith("cpu-image") for name in seen["ops"])
