@@ -8,6 +8,7 @@ import time
 import torch
 
 from gpu_worker import cpu_pool
+from kernels import parallel
 from gpu_worker.codecs import decode_batch, encode
 from gpu_worker.config import Settings
 from gpu_worker.plan import compile_plan
@@ -44,13 +45,16 @@ def warm_up(runtime: Runtime) -> float:
 
 def use_cpu_cores(settings: Settings, device: torch.device) -> None:
     """On the CPU, work on ``CPU_THREADS`` images at once (default: every core), each on one torch
-    thread (:mod:`gpu_worker.cpu_pool`). Torch's own threads split each kernel across cores and
+    thread (:mod:`gpu_worker.cpu_pool`), and let the kernels spread a lone image over the same
+    threads (:mod:`kernels.parallel`). Torch's own threads split each kernel across cores and
     wait for each other: with one core busy elsewhere the reference job took 3.5-6x longer
     (BENCHMARKS.md, "a busy machine"). A worker-wide setting: the library (Pipeline) leaves
     torch's threads alone."""
     if device.type == "cpu":
         torch.set_num_threads(1)
         cpu_pool.use_threads(settings.cpu_threads or cpu_pool.available_cores())
+        # A lone image (a single-image job) is spread over the same threads, piece by piece.
+        parallel.set_piece_map(cpu_pool.map_images if cpu_pool.threads() > 1 else None)
 
 
 def prepare_worker(settings: Settings) -> Runtime:

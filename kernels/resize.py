@@ -37,6 +37,7 @@ from typing import NamedTuple
 import torch
 
 from ._checks import check_images, has_alpha
+from .parallel import map_pieces, split
 
 __all__ = ["RESAMPLING_FILTERS", "resize"]
 
@@ -237,6 +238,7 @@ def _resample_rows_banded(planes: torch.Tensor, out_size: int, filter: str) -> t
     batched matmul with the blocks' weights, then ``+ 0.5``, clamp to 0..255 and truncate into
     uint8 (Pillow's rounding shift and clip8). About 2x faster than the tap loop at 1080p with two
     threads, since the matmul parallelises where the many small elementwise kernels did not.
+    Chunks write disjoint rows of the output, so runs of them go to :func:`map_pieces`.
     """
     index, weight = _band_table(planes.shape[1], out_size, filter, planes.device)
     blocks, per_block, window = weight.shape
@@ -245,14 +247,19 @@ def _resample_rows_banded(planes: torch.Tensor, out_size: int, filter: str) -> t
     per_block_elements = window * length
     plane_step = max(1, min(count, _BAND_CHUNK_ELEMENTS // per_block_elements))
     block_step = max(1, min(blocks, _BAND_CHUNK_ELEMENTS // (plane_step * per_block_elements)))
-    # Buffers for one chunk, allocated once (fresh large tensors per chunk cost page faults).
-    gathered8 = torch.empty(plane_step * block_step * per_block_elements, dtype=torch.uint8)
-    gathered = torch.empty(gathered8.numel(), dtype=torch.float64)
-    sums = torch.empty(plane_step * block_step * per_block * length, dtype=torch.float64)
-    for p0 in range(0, count, plane_step):
-        p1 = min(p0 + plane_step, count)
-        for b0 in range(0, blocks, block_step):
-            b1 = min(b0 + block_step, blocks)
+    chunks = [
+        (p0, min(p0 + plane_step, count), b0, min(b0 + block_step, blocks))
+        for p0 in range(0, count, plane_step)
+        for b0 in range(0, blocks, block_step)
+    ]
+
+    def run(run_of_chunks) -> None:
+        # Buffers for one chunk, allocated once per run (a fresh large tensor per chunk costs
+        # page faults).
+        gathered8 = torch.empty(plane_step * block_step * per_block_elements, dtype=torch.uint8)
+        gathered = torch.empty(gathered8.numel(), dtype=torch.float64)
+        sums = torch.empty(plane_step * block_step * per_block * length, dtype=torch.float64)
+        for p0, p1, b0, b1 in run_of_chunks:
             shape = (p1 - p0, b1 - b0, window, length)
             rows8 = gathered8[: math.prod(shape)].view(shape[0], -1, length)
             torch.index_select(planes[p0:p1], 1, index[b0:b1].flatten(), out=rows8)
@@ -267,6 +274,8 @@ def _resample_rows_banded(planes: torch.Tensor, out_size: int, filter: str) -> t
             stop = min(b1 * per_block, out_size)
             valid = block_sums.view(shape[0], -1, length)[:, : stop - b0 * per_block]
             out[p0:p1, b0 * per_block : stop].copy_(valid)
+
+    map_pieces(run, split(chunks))
     return out
 
 
@@ -308,8 +317,22 @@ def _resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -
     """One Pillow pass along ``dim`` (2: height, 3: width) of ``(B, C, H, W)``; uint8 out."""
     if dim == 2:
         return _resample_rows(images, out_size, filter)
-    transposed = images.transpose(2, 3).contiguous()
-    return _resample_rows(transposed, out_size, filter).transpose(2, 3).contiguous()
+    return _transposed(_resample_rows(_transposed(images), out_size, filter))
+
+
+def _transposed(images: torch.Tensor) -> torch.Tensor:
+    """``images.transpose(2, 3)``, contiguous; on CPU in column runs through :func:`map_pieces`."""
+    if images.device.type != "cpu":
+        return images.transpose(2, 3).contiguous()
+    batch, channels, height, width = images.shape
+    out = torch.empty((batch, channels, width, height), dtype=images.dtype)
+    step = -(-width // len(split(range(width))))
+
+    def run(start: int) -> None:
+        out[:, :, start : start + step].copy_(images[:, :, :, start : start + step].transpose(2, 3))
+
+    map_pieces(run, range(0, width, step))
+    return out
 
 
 def _premultiply(images: torch.Tensor) -> torch.Tensor:

@@ -22,15 +22,17 @@ from gpu_worker.config import Settings
 from gpu_worker.handler import run_sync
 from gpu_worker.runtime import build_runtime, set_runtime
 from gpu_worker.startup import use_cpu_cores
-from photos import COLOR_PHOTOS, sample
+from kernels import parallel, resize
+from photos import COLOR_PHOTOS, photo, sample, to_tensor
 
 
 @pytest.fixture
 def restore():
-    """Leaves the pool and torch's thread count as they were (both are process-wide)."""
-    threads, pool_threads = torch.get_num_threads(), cpu_pool.threads()
+    """Leaves the pool, the kernels' piece map and torch's threads as they were (process-wide)."""
+    threads, pool_threads, piece_map = torch.get_num_threads(), cpu_pool.threads(), parallel._piece_map
     yield
     cpu_pool.use_threads(pool_threads)
+    parallel.set_piece_map(piece_map)
     torch.set_num_threads(threads)
 
 
@@ -87,8 +89,11 @@ def test_worker_start_up_policy(restore):
     torch.set_num_threads(2)
     use_cpu_cores(Settings(cpu_threads=3), torch.device("cpu"))
     assert torch.get_num_threads() == 1 and cpu_pool.threads() == 3
+    assert parallel._piece_map is cpu_pool.map_images
     use_cpu_cores(Settings(), torch.device("cpu"))  # 0: every core this process may use
     assert cpu_pool.threads() == cpu_pool.available_cores()
+    use_cpu_cores(Settings(cpu_threads=1), torch.device("cpu"))  # one thread: nothing to spread
+    assert cpu_pool.threads() == 1 and parallel._piece_map is None
     # On CUDA neither is touched: a batch runs stacked there.
     torch.set_num_threads(2)
     cpu_pool.use_threads(1)
@@ -136,3 +141,32 @@ def test_batch_job_with_the_pool_equals_one_image_at_a_time(restore, monkeypatch
     assert all(name.startswith("cpu-image") for name in seen["decode"] | seen["encode"]), seen
     # The executor is called once per group; its images fan out to the pool inside run_images.
     assert seen["ops"] and not any(name.startswith("cpu-image") for name in seen["ops"])
+
+
+def test_split_covers_every_item_once(restore):
+    parallel.set_piece_map(None)
+    assert parallel.split(range(10)) == [range(10)]
+    parallel.set_piece_map(cpu_pool.map_images)
+    for count in (0, 1, 3, 4, 9, 100):
+        runs = parallel.split(list(range(count)))
+        assert [x for run in runs for x in run] == list(range(count))
+        assert len(runs) <= parallel.PIECES
+
+
+@pytest.mark.parametrize("filter", ["lanczos", "bilinear"])
+def test_a_lone_image_spread_over_the_pool_gives_the_same_pixels(restore, filter):
+    image = to_tensor(photo("astronaut.png").resize((1280, 720)))
+    parallel.set_piece_map(None)
+    expected = [resize(image, size, filter) for size in ((300, 533), (1000, 1700), (720, 400), (200, 1280))]
+
+    cpu_pool.use_threads(2)
+    pieces_seen: set[str] = set()
+
+    def recording_map(work, items):
+        return cpu_pool.map_images(lambda item: (pieces_seen.add(threading.current_thread().name), work(item))[1],
+                                   items)
+
+    parallel.set_piece_map(recording_map)
+    got = [resize(image, size, filter) for size in ((300, 533), (1000, 1700), (720, 400), (200, 1280))]
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert pieces_seen and all(name.startswith("cpu-image") for name in pieces_seen)
