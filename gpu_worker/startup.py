@@ -8,11 +8,11 @@ import time
 import torch
 
 from gpu_worker import cpu_pool
-from kernels import parallel
 from gpu_worker.codecs import decode_batch, encode
 from gpu_worker.config import Settings
 from gpu_worker.plan import compile_plan
 from gpu_worker.runtime import Runtime, build_runtime, set_runtime
+from kernels import parallel
 
 log = logging.getLogger(__name__)
 
