@@ -13,110 +13,33 @@ no premultiplied alpha. So this module rebuilds Pillow's convolution resampler
   then turned into 22-bit fixed point (rounded half away from zero);
 * each pass is ``clip8((1 << 21) + sum(pixel * weight) >> 22)`` with Pillow's int32 sums, with
   uint8 in between (on CPU the sums are float64 matrix products, which hold them exactly, see
-  :func:`_band_table`; elsewhere an int32 loop over the taps);
-  horizontal first, then vertical, except that Pillow 13 goes vertical first when the height
+  :mod:`kernels.resize_cpu`; elsewhere an int32 loop over the taps); horizontal first, then vertical, except that Pillow 13 goes vertical first when the height
   shrinks by more than twice as many pixels as the width; a pass is skipped when its dimension
   does not change;
 * LA and RGBA are resized premultiplied (Pillow's ``RGBA -> RGBa -> resize -> RGBA`` with its
   integer formulas), except with NEAREST;
 * NEAREST is Pillow's nearest-neighbour affine scaling, including its accumulated coordinates.
 
-The weight tables are computed on the host in Python floats (IEEE doubles, the same operations
-in the same order as Pillow's C, so the fixed-point weights are identical) once per
-``(in_size, out_size, filter, device)`` and cached; the pixel path is batched torch on the input's
-device with no host syncs.
+The weight tables are computed on the host (:mod:`kernels.resize_weights`, Pillow's own
+arithmetic in IEEE doubles, so the fixed-point weights are identical) once per size pair and
+filter, and cached; the pixel path is batched torch on the input's device with no host syncs.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import operator
-from typing import NamedTuple
 
 import torch
 
+from . import resize_cpu
 from ._checks import check_images, has_alpha
-from .parallel import map_pieces, split
+from .resize_weights import HALF, PRECISION_BITS, nearest_table, pillow_coeffs
 
 __all__ = ["RESAMPLING_FILTERS", "resize"]
 
 #: Filters ``resize`` accepts, by Pillow's name (``Image.Resampling.<NAME>``), lower case.
 RESAMPLING_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos")
-
-# Pillow's fixed point: 32 bits = 8 for the value + 2 for overshoot + 22 for the weights.
-_PRECISION_BITS = 32 - 8 - 2
-_HALF = 1 << (_PRECISION_BITS - 1)
-
-
-def _bilinear(x: float) -> float:
-    x = abs(x)
-    return 1.0 - x if x < 1.0 else 0.0
-
-
-def _bicubic(x: float) -> float:
-    # Keys' cubic convolution with a = -0.5, written in Pillow's operation order.
-    a = -0.5
-    x = abs(x)
-    if x < 1.0:
-        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1
-    if x < 2.0:
-        return (((x - 5) * x + 8) * x - 4) * a
-    return 0.0
-
-
-def _sinc(x: float) -> float:
-    if x == 0.0:
-        return 1.0
-    x = x * math.pi
-    return math.sin(x) / x
-
-
-def _lanczos(x: float) -> float:
-    # Truncated sinc, a = 3. Pillow's interval is half-open: [-3, 3).
-    if -3.0 <= x < 3.0:
-        return _sinc(x) * _sinc(x / 3)
-    return 0.0
-
-
-#: filter name -> (function, support in input pixels at scale 1).
-_FILTERS = {
-    "bilinear": (_bilinear, 1.0),
-    "bicubic": (_bicubic, 2.0),
-    "lanczos": (_lanczos, 3.0),
-}
-
-
-def _pillow_coeffs(in_size: int, out_size: int, filter: str) -> tuple[list[int], list[list[int]]]:
-    """Pillow's ``precompute_coeffs`` + ``normalize_coeffs_8bpc`` for a full-image box.
-
-    Returns ``(xmin, weights)``: for output pixel ``xx`` the taps are input pixels
-    ``xmin[xx] + i`` for ``i < len(weights[xx])``, with int weights in 22-bit fixed point.
-    """
-    func, base_support = _FILTERS[filter]
-    scale = in_size / out_size  # (double)(in1 - in0) / outSize; in1 - in0 is exact in float
-    filterscale = max(scale, 1.0)
-    support = base_support * filterscale
-    ss = 1.0 / filterscale
-    xmins: list[int] = []
-    weights: list[list[int]] = []
-    for xx in range(out_size):
-        center = (xx + 0.5) * scale
-        # C's (int) cast truncates toward zero; max/min clamp like Pillow's bounds checks.
-        xmin = max(int(center - support + 0.5), 0)
-        xmax = min(int(center + support + 0.5), in_size) - xmin
-        ks = [func((x + xmin - center + 0.5) * ss) for x in range(xmax)]
-        ww = 0.0
-        for k in ks:  # sequential sum, as in C
-            ww += k
-        if ww != 0.0:
-            ks = [k / ww for k in ks]
-        # Round half away from zero into fixed point; int() truncates like C's cast.
-        one = 1 << _PRECISION_BITS
-        fixed = [int(-0.5 + k * one) if k < 0 else int(0.5 + k * one) for k in ks]
-        xmins.append(xmin)
-        weights.append(fixed)
-    return xmins, weights
 
 
 @functools.lru_cache(maxsize=256)
@@ -129,7 +52,7 @@ def _resample_table(
     Windows shorter than K (at the borders) are padded with weight 0 on a clamped index, so every
     output pixel sums exactly Pillow's taps. Cached: the same tensors come back for the same key.
     """
-    xmins, weights = _pillow_coeffs(in_size, out_size, filter)
+    xmins, weights = pillow_coeffs(in_size, out_size, filter)
     taps = max(len(w) for w in weights)
     index = [[min(xmin + k, in_size - 1) for xmin in xmins] for k in range(taps)]
     weight = [[w[k] if k < len(w) else 0 for w in weights] for k in range(taps)]
@@ -139,144 +62,10 @@ def _resample_table(
     )
 
 
-@functools.lru_cache(maxsize=256)
-def _nearest_table(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
-    """Source index (int64, ``(out_size,)``) of each output pixel for Pillow's NEAREST resize.
-
-    Pillow maps with an affine transform (``ImagingScaleAffine``): the coordinate starts at
-    ``step * 0.5`` and is advanced by repeated double addition of ``step = in / out``, then
-    truncated. The repeated addition (not ``(j + 0.5) * step``) is reproduced here because its
-    rounding can move a coordinate across an integer.
-    """
-    step = in_size / out_size
-    pos = 0.0 + step * 0.5
-    index = []
-    for _ in range(out_size):
-        # COORD(): negative -> -1 (outside); positions are never negative here, and never reach
-        # in_size (the last one is in_size - step/2 up to rounding), but clamp to be safe.
-        index.append(min(max(int(pos), 0), in_size - 1))
-        pos += step
-    return torch.tensor(index, dtype=torch.int64, device=device)
-
-
-#: Most output elements one chunk of a tap-loop pass works on (on CPU its int32 buffers stay in
-#: cache). Other devices do a pass in one chunk, where fewer, larger kernel launches win.
+#: Most output elements one chunk of the tap loop works on (on CPU its int32 buffers stay in
+#: cache; only tests run it there). Other devices do a pass in one chunk, where fewer, larger
+#: kernel launches win.
 _CPU_CHUNK_ELEMENTS = 1 << 17
-
-#: Input pixels one block of the banded CPU pass spans, roughly (see :func:`_band_table`).
-_BAND_SPAN = 24
-
-#: Most gathered input elements one chunk of the banded CPU pass holds (float64: 2 MB).
-_BAND_CHUNK_ELEMENTS = 1 << 18
-
-
-class _Band(NamedTuple):
-    """A Pillow pass as a block-banded matrix: ``blocks`` outputs at a time from a window of input.
-
-    Block ``b`` computes output pixels ``b * per_block + r`` (``r < per_block``) as
-    ``weight[b, r] @ input[index[b]]``: ``index`` (int64, ``(blocks, window)``) lists the input
-    pixels of the block's window (clamped; padding taps have weight 0) and ``weight`` (float64,
-    ``(blocks, per_block, window)``) holds Pillow's fixed-point weights scaled by ``2**-22``.
-    """
-
-    index: torch.Tensor
-    weight: torch.Tensor
-
-
-@functools.lru_cache(maxsize=256)
-def _band_table(in_size: int, out_size: int, filter: str, device: torch.device) -> _Band:
-    """Pillow's weights for one pass, laid out in blocks for a batched matmul (see :class:`_Band`).
-
-    Why a matmul is exact here: every weight is an integer times ``2**-22`` and every pixel an
-    integer below 256, so each product and each partial sum of a row is a multiple of ``2**-22``
-    far below ``2**31`` in magnitude (Pillow's own int32 accumulator cannot overflow either), and
-    float64 (53-bit significand) represents all of them exactly, in any summation order. The sum
-    is therefore Pillow's int32 sum times ``2**-22``, and ``floor(sum + 0.5)`` is its
-    ``(sum + (1 << 21)) >> 22``.
-
-    Blocks hold about ``_BAND_SPAN / scale`` outputs: more outputs per block mean wider windows
-    (more multiplications by zero), fewer mean smaller, slower matrix products.
-    """
-    xmins, weights = _pillow_coeffs(in_size, out_size, filter)
-    per_block = max(1, min(out_size, round(_BAND_SPAN * out_size / in_size)))
-    blocks = -(-out_size // per_block)
-    starts = [xmins[b * per_block] for b in range(blocks)]
-    window = max(
-        xmins[j] + len(weights[j]) - starts[j // per_block] for j in range(out_size)
-    )
-    index = [[min(start + t, in_size - 1) for t in range(window)] for start in starts]
-    weight = torch.zeros((blocks, per_block, window), dtype=torch.float64)
-    for j, taps in enumerate(weights):
-        block, row = divmod(j, per_block)
-        first = xmins[j] - starts[block]
-        weight[block, row, first : first + len(taps)] = torch.tensor(taps, dtype=torch.float64)
-    weight *= 2.0**-_PRECISION_BITS  # a power of two: exact
-    return _Band(torch.tensor(index, dtype=torch.int64, device=device), weight.to(device))
-
-
-def _resample_rows(images: torch.Tensor, out_size: int, filter: str) -> torch.Tensor:
-    """One Pillow convolution pass along dim 2 of a ``(B, C, N, M)`` uint8 tensor; uint8 out.
-
-    Works on whole rows (``index_select`` on dim 2 copies contiguous runs of M bytes; the same
-    gather along the last dim is one byte at a time and was ~20x slower on CPU, hence the
-    transposes in :func:`_resample_pass`). On CPU a pass is a few float64 matrix products per
-    chunk (:func:`_resample_rows_banded`); elsewhere it is a loop over the taps in int32.
-    """
-    batch, channels, _, length = images.shape
-    planes = images.reshape(batch * channels, images.shape[2], length)
-    if images.device.type == "cpu":
-        out = _resample_rows_banded(planes, out_size, filter)
-    else:
-        out = _resample_rows_taps(planes, out_size, filter)
-    return out.view(batch, channels, out_size, length)
-
-
-def _resample_rows_banded(planes: torch.Tensor, out_size: int, filter: str) -> torch.Tensor:
-    """The pass on ``(P, N, M)`` uint8 planes as block-banded float64 matmuls (exact; CPU).
-
-    Per chunk of planes and blocks: gather the blocks' input rows, widen them to float64, one
-    batched matmul with the blocks' weights, then ``+ 0.5``, clamp to 0..255 and truncate into
-    uint8 (Pillow's rounding shift and clip8). About 2x faster than the tap loop at 1080p with two
-    threads, since the matmul parallelises where the many small elementwise kernels did not.
-    Chunks write disjoint rows of the output, so runs of them go to :func:`map_pieces`.
-    """
-    index, weight = _band_table(planes.shape[1], out_size, filter, planes.device)
-    blocks, per_block, window = weight.shape
-    count, _, length = planes.shape
-    out = torch.empty((count, out_size, length), dtype=torch.uint8)
-    per_block_elements = window * length
-    plane_step = max(1, min(count, _BAND_CHUNK_ELEMENTS // per_block_elements))
-    block_step = max(1, min(blocks, _BAND_CHUNK_ELEMENTS // (plane_step * per_block_elements)))
-    chunks = [
-        (p0, min(p0 + plane_step, count), b0, min(b0 + block_step, blocks))
-        for p0 in range(0, count, plane_step)
-        for b0 in range(0, blocks, block_step)
-    ]
-
-    def run(run_of_chunks) -> None:
-        # Buffers for one chunk, allocated once per run (a fresh large tensor per chunk costs
-        # page faults).
-        gathered8 = torch.empty(plane_step * block_step * per_block_elements, dtype=torch.uint8)
-        gathered = torch.empty(gathered8.numel(), dtype=torch.float64)
-        sums = torch.empty(plane_step * block_step * per_block * length, dtype=torch.float64)
-        for p0, p1, b0, b1 in run_of_chunks:
-            shape = (p1 - p0, b1 - b0, window, length)
-            rows8 = gathered8[: math.prod(shape)].view(shape[0], -1, length)
-            torch.index_select(planes[p0:p1], 1, index[b0:b1].flatten(), out=rows8)
-            rows = gathered[: rows8.numel()].view(shape)
-            rows.copy_(rows8.view(shape))
-            block_sums = sums[: shape[0] * shape[1] * per_block * length].view(
-                shape[0], shape[1], per_block, length
-            )
-            torch.matmul(weight[b0:b1], rows, out=block_sums)
-            # floor(x + 0.5) clipped to 0..255: clamp, then the uint8 cast truncates.
-            block_sums.add_(0.5).clamp_(0, 255)
-            stop = min(b1 * per_block, out_size)
-            valid = block_sums.view(shape[0], -1, length)[:, : stop - b0 * per_block]
-            out[p0:p1, b0 * per_block : stop].copy_(valid)
-
-    map_pieces(run, split(chunks))
-    return out
 
 
 def _resample_rows_taps(planes: torch.Tensor, out_size: int, filter: str) -> torch.Tensor:
@@ -300,7 +89,7 @@ def _resample_rows_taps(planes: torch.Tensor, out_size: int, filter: str) -> tor
         acc = acc_buf[: shape[0] * shape[1] * length].view(shape)
         tap32 = tap32_buf[: acc.numel()].view(shape)
         tap8 = tap8_buf[: acc.numel()].view(shape)
-        acc.fill_(_HALF)
+        acc.fill_(HALF)
         # Loop over the K taps accumulating in int32 (exact, as Pillow): memory stays at one
         # output chunk instead of a (..., out, M, K) gather.
         for k in range(index.shape[0]):
@@ -308,31 +97,26 @@ def _resample_rows_taps(planes: torch.Tensor, out_size: int, filter: str) -> tor
             tap32.copy_(tap8)
             acc.addcmul_(tap32, weight[k, start:stop].view(-1, 1))
         # clip8: arithmetic shift (floor), then clamp to 0..255.
-        acc >>= _PRECISION_BITS
+        acc >>= PRECISION_BITS
         out[:, start:stop].copy_(acc.clamp_(0, 255))
     return out
 
 
 def _resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -> torch.Tensor:
-    """One Pillow pass along ``dim`` (2: height, 3: width) of ``(B, C, H, W)``; uint8 out."""
-    if dim == 2:
-        return _resample_rows(images, out_size, filter)
-    return _transposed(_resample_rows(_transposed(images), out_size, filter))
+    """One Pillow pass along ``dim`` (2: height, 3: width) of ``(B, C, H, W)``; uint8 out.
 
-
-def _transposed(images: torch.Tensor) -> torch.Tensor:
-    """``images.transpose(2, 3)``, contiguous; on CPU in column runs through :func:`map_pieces`."""
-    if images.device.type != "cpu":
-        return images.transpose(2, 3).contiguous()
-    batch, channels, height, width = images.shape
-    out = torch.empty((batch, channels, width, height), dtype=images.dtype)
-    step = -(-width // len(split(range(width))))
-
-    def run(start: int) -> None:
-        out[:, :, start : start + step].copy_(images[:, :, :, start : start + step].transpose(2, 3))
-
-    map_pieces(run, range(0, width, step))
-    return out
+    On CPU, exact float64 matrix products (:mod:`kernels.resize_cpu`). Elsewhere a loop over the
+    taps in int32 on whole rows (``index_select`` along dim 2 copies contiguous rows; along the
+    last dim it would go one byte at a time), so the width pass transposes there.
+    """
+    if images.device.type == "cpu":
+        return resize_cpu.resample_pass(images, out_size, filter, dim)
+    batch, channels = images.shape[:2]
+    if dim == 3:
+        images = images.transpose(2, 3).contiguous()
+    planes = images.reshape(batch * channels, *images.shape[2:])
+    out = _resample_rows_taps(planes, out_size, filter).view(batch, channels, out_size, -1)
+    return out.transpose(2, 3).contiguous() if dim == 3 else out
 
 
 def _premultiply(images: torch.Tensor) -> torch.Tensor:
@@ -426,8 +210,8 @@ def resize(images: torch.Tensor, size: tuple[int, int], filter: str = "lanczos")
         return images.clone()
 
     if filter == "nearest":
-        rows = _nearest_table(in_h, out_h, images.device)
-        cols = _nearest_table(in_w, out_w, images.device)
+        rows = nearest_table(in_h, out_h, images.device)
+        cols = nearest_table(in_w, out_w, images.device)
         picked = images.index_select(2, rows)
         # gather with a stride-0 index beats index_select along the last dim (~3x on CPU).
         return torch.gather(picked, 3, cols.expand(batch, channels, out_h, out_w))

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from kernels import resize_cpu, resize_weights
 from kernels.resize import RESAMPLING_FILTERS, resize
 from photos import COLOR_PHOTOS, max_abs_diff, photo, pil_array, sample, to_array, to_tensor
 from tolerances import PILLOW_ATOL
@@ -148,22 +149,31 @@ def test_weight_tables_are_cached(device):
     # Each output pixel's fixed-point weights sum to ~1.0 (2**22), as Pillow's normalisation.
     assert (weight.sum(0) - (1 << 22)).abs().max() <= weight.shape[0]
 
-    band = resize_module._band_table(97, 40, "lanczos", device)
-    assert resize_module._band_table(97, 40, "lanczos", device) is band
-    # The banded layout holds the same weights, scaled by 2**-22, each output's in one row.
-    per_output = band.weight.reshape(-1, band.weight.shape[-1])[:40].sum(1) * (1 << 22)
-    assert torch.equal(per_output.round().to(torch.int32).cpu(), weight.sum(0).cpu())
+    # The CPU's block layouts hold the same weights, scaled by 2**-22, each output's in one row.
+    for band in (resize_cpu.gathered_band(97, 40, "lanczos"), resize_cpu.strided_band(1920, 800, "lanczos")):
+        out_size = 40 if band.weight.shape[0] * band.weight.shape[1] < 800 else 800
+        per_output = band.weight.reshape(-1, band.weight.shape[-1])[:out_size].sum(1) * (1 << 22)
+        expected = table(97 if out_size == 40 else 1920, out_size, "lanczos", torch.device("cpu"))[1].sum(0)
+        assert torch.equal(per_output.round().to(torch.int32), expected)
 
-    # The pass on the CPU reads the banded table, elsewhere the per-tap one.
-    used = resize_module._band_table if device.type == "cpu" else table
-    images = to_tensor(sample("RGB", (97, 61)), device)
-    resize(images, (61, 40), "lanczos")  # warms the tables for this size
+    # The CPU reads its block layouts, other devices the per-tap table; both cached.
+    used = resize_cpu.strided_band if device.type == "cpu" else table
+    images = to_tensor(sample("RGB", (96, 64)), device)
+    resize(images, (48, 40), "lanczos")  # warms the tables for this size
     hits = used.cache_info().hits
-    resize(images, (61, 40), "lanczos")
+    resize(images, (48, 40), "lanczos")
     assert used.cache_info().hits > hits
 
-    nearest = resize_module._nearest_table
+    nearest = resize_weights.nearest_table
     assert nearest(2, 7, device) is nearest(2, 7, device)
+
+
+def test_strided_layout_only_for_small_ratios():
+    band = resize_cpu.strided_band(1920, 800, "lanczos")  # 12/5: blocks of 10 outputs, 24 inputs apart
+    assert (band.per_block, band.stride) == (10, 24)
+    assert band.offset < 0  # the first window starts before the image (its taps there weigh 0)
+    assert resize_cpu.strided_band(1000, 333, "lanczos") is None  # 1000/333: no small ratio
+    assert resize_cpu.strided_band(97, 40, "bicubic") is None  # stride 97
 
 
 def test_reference_size_bit_exact(device):
@@ -175,12 +185,13 @@ def test_reference_size_bit_exact(device):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_banded_pass_equals_tap_loop(seed):
-    """The CPU's banded-matmul pass gives the tap loop's integers on random sizes and pixels.
+def test_cpu_passes_equal_the_tap_loop(seed):
+    """The CPU's matmul passes give the tap loop's integers on random sizes and pixels.
 
-    The tap loop is Pillow's int32 arithmetic written out (it is what CUDA runs); the banded pass
-    relies on float64 being exact for these sums. Includes all-0/255 images (every clamp taken),
-    big downscales (windows of hundreds of taps) and enough planes to be cut into chunks.
+    The tap loop is Pillow's int32 arithmetic written out (it is what CUDA runs); the matmul
+    passes rely on float64 being exact for these sums. Sizes mix small ratios (the strided layout)
+    and others (the gathered one), along both dimensions; all-0/255 images take every clamp, big
+    downscales have windows of hundreds of taps, and 48 planes are cut into chunks.
     """
     generator = torch.Generator().manual_seed(seed)
 
@@ -188,14 +199,31 @@ def test_banded_pass_equals_tap_loop(seed):
         return options[int(torch.randint(len(options), (1,), generator=generator))]
 
     for _ in range(60):
-        in_size = pick([1, 2, 3, 5, 17, 97, 300, 1000, 2500])
-        out_size = pick([1, 2, 3, 7, 40, 97, 250, 801, max(1, in_size // 37)])
+        in_size = pick([1, 2, 3, 5, 17, 96, 97, 300, 1000, 1920, 2500])
+        out_size = pick([1, 2, 3, 7, 40, 48, 97, 250, 800, 801, max(1, in_size // 37), in_size * 2])
         filter = pick(["bilinear", "bicubic", "lanczos"])
-        shape = (pick([1, 3, 4, 48]), in_size, pick([1, 2, 5, 33]))
+        shape = (pick([1, 3, 4, 48]), pick([1, 2, 5, 33]), in_size)
         if pick([True, False]):
             planes = torch.randint(0, 2, shape, generator=generator, dtype=torch.uint8) * 255
         else:
             planes = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
-        taps = resize_module._resample_rows_taps(planes, out_size, filter)
-        banded = resize_module._resample_rows_banded(planes, out_size, filter)
-        assert torch.equal(banded, taps), (in_size, out_size, filter, shape)
+        images = planes.unsqueeze(0)  # (1, P, rows, in_size): the pass along the width
+        taps = resize_module._resample_rows_taps(planes.transpose(1, 2).contiguous(), out_size, filter)
+        width = resize_cpu.resample_pass(images, out_size, filter, 3)[0]
+        assert torch.equal(width, taps.transpose(1, 2)), ("width", in_size, out_size, filter, shape)
+        height = resize_cpu.resample_pass(images.transpose(2, 3).contiguous(), out_size, filter, 2)[0]
+        assert torch.equal(height, taps), ("height", in_size, out_size, filter, shape)
+
+
+@pytest.mark.parametrize("filter", ("bilinear", "lanczos"))
+def test_input_strides_do_not_change_the_pixels(device, filter):
+    # A decoded JPEG is channels-last, a crop is a view with row padding: the CPU passes read
+    # such planes where they lie instead of copying them first.
+    image = to_tensor(sample("RGB", (200, 120)), device)
+    channels_last = image.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    cropped = torch.cat([image, image], dim=3)[:, :, :, 200:]  # the second copy: rows 400 apart
+    assert not channels_last.is_contiguous() and not cropped.is_contiguous()
+    for size in ((50, 80), (120, 50), (48, 200), (31, 77)):  # small ratios, one pass, no small ratio
+        expected = resize(image, size, filter)
+        assert torch.equal(resize(channels_last, size, filter), expected), size
+        assert torch.equal(resize(cropped, size, filter), expected), size
