@@ -227,3 +227,28 @@ def test_input_strides_do_not_change_the_pixels(device, filter):
         expected = resize(image, size, filter)
         assert torch.equal(resize(channels_last, size, filter), expected), size
         assert torch.equal(resize(cropped, size, filter), expected), size
+
+
+def test_strided_chunk_loops_run_compiled_and_as_python_alike():
+    # TorchScript runs the chunk loops without Python's interpreter lock (two images resize in
+    # parallel); compiling must not leak torch's deprecation warning, and the compiled loop must
+    # give the Python loop's bytes.
+    import warnings
+
+    resize_cpu._without_the_gil.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compiled = resize_cpu._without_the_gil(resize_cpu._width_chunks)
+    assert isinstance(compiled, torch.jit.ScriptFunction)
+
+    planes = list(to_tensor(sample("RGB", (200, 120)))[0])  # 3 planes (120, 200)
+    band = resize_cpu.strided_band(200, 80, "lanczos")
+    blocks, window, _ = band.weight_t.shape
+    pad_left = -band.offset
+    width = pad_left + max(200, band.offset + (blocks - 1) * band.stride + window)
+    chunks = [(p, r0) for p in range(3) for r0 in range(0, 120, 50)]
+    outs = [torch.empty((3, 120, 80), dtype=torch.uint8) for _ in range(2)]
+    for run, out in zip((compiled, resize_cpu._width_chunks), outs):
+        run(planes, chunks, out, band.weight_t, band.stride, band.offset, pad_left, width, 50)
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(outs[0], resize(torch.stack(planes)[None], (120, 80), "lanczos")[0])
