@@ -46,10 +46,10 @@ _BLOCK_SPAN = 24
 #: Largest block and stride the strided layout accepts (beyond, its windows get wide).
 _MAX_STRIDED = 64
 
-#: Most input elements (as float64: 2 MB) one chunk holds. Smaller chunks stay in cache better
-#: (one thread: 15.5 ms for the reference resize at 2**17, 17.3 at 2**18, 19.4 at 2**19), but each
-#: costs a dozen torch calls, and two threads resizing two images contend for the interpreter
-#: between calls (two threads, per image: 12.3 ms at 2**17, 10.3 at 2**18, 10.0 at 2**19).
+#: Most input elements (as float64: 2 MB) one chunk holds. With the chunk loops compiled
+#: (:func:`_without_the_gil`) 2**16 to 2**18 give the same speed (the reference resize: 15.5 ms on
+#: one thread, 7.7-8.0 ms per image on two; 2**19 is slower); run as Python, smaller chunks mean
+#: more calls, which two threads serialise on the interpreter lock (10.3 ms at 2**18, 12.3 at 2**17).
 _CHUNK_ELEMENTS = 1 << 18
 
 
@@ -128,7 +128,7 @@ def resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) ->
     batch, channels, height, width = images.shape
     band = strided_band(images.shape[dim], out_size, filter)
     if band is not None:
-        planes = images.flatten(0, 1) if images[0, 0].is_contiguous() else [p for b in images for p in b]
+        planes = [plane for image in images for plane in image]  # (H, W) views, strides kept
         strided = _strided_width if dim == 3 else _strided_rows
         out = strided(planes, (height, width), out_size, band)
     else:
@@ -147,7 +147,8 @@ def _round_into(out: torch.Tensor, sums: torch.Tensor) -> None:
     out.copy_(sums.add_(0.5).clamp_(0, 255))
 
 
-def _strided_width(planes, size: tuple[int, int], out_size: int, band: StridedBand) -> torch.Tensor:
+def _strided_width(planes: list[torch.Tensor], size: tuple[int, int], out_size: int,
+                   band: StridedBand) -> torch.Tensor:
     """The pass along the width of P planes ``(H, N)`` (any strides), windows as a strided view.
 
     Per chunk of a plane's rows (:func:`_width_chunks`): widen them to float64 in a zero-padded
@@ -162,8 +163,8 @@ def _strided_width(planes, size: tuple[int, int], out_size: int, band: StridedBa
     step = max(1, _CHUNK_ELEMENTS // width)
     chunks = [(p, r0) for p in range(len(planes)) for r0 in range(0, height, step)]
     run = _without_the_gil(_width_chunks)
-    map_pieces(lambda part: run(list(planes), part, out, band.weight_t, band.stride, band.offset, pad_left,
-                                width, step), split(chunks))
+    map_pieces(lambda part: run(planes, part, out, band.weight_t, band.stride, band.offset, pad_left, width, step),
+               split(chunks))
     return out
 
 
@@ -188,7 +189,8 @@ def _width_chunks(planes: List[torch.Tensor], chunks: List[Tuple[int, int]], out
             _round_into(rows[:, whole * per_block :], sums[whole, :, : out_size - whole * per_block])
 
 
-def _strided_rows(planes, size: tuple[int, int], out_size: int, band: StridedBand) -> torch.Tensor:
+def _strided_rows(planes: list[torch.Tensor], size: tuple[int, int], out_size: int,
+                  band: StridedBand) -> torch.Tensor:
     """The pass along the height of P planes ``(N, M)`` (any strides), windows as a strided view.
 
     Per chunk of blocks of one plane (:func:`_rows_chunks`): widen the input rows their windows
@@ -201,8 +203,7 @@ def _strided_rows(planes, size: tuple[int, int], out_size: int, band: StridedBan
     step = max(1, _CHUNK_ELEMENTS // (band.stride * length))
     chunks = [(p, b0) for p in range(len(planes)) for b0 in range(0, blocks, step)]
     run = _without_the_gil(_rows_chunks)
-    map_pieces(lambda part: run(list(planes), part, out, band.weight, band.stride, band.offset, step),
-               split(chunks))
+    map_pieces(lambda part: run(planes, part, out, band.weight, band.stride, band.offset, step), split(chunks))
     return out
 
 
