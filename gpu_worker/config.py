@@ -34,7 +34,7 @@ class Settings:
     #: the worker exits (0: no limit).
     shutdown_grace_s: float = 30.0
     #: CPU only: images worked on at once, each on one torch thread (0: every core the process may
-    #: use). Ignored on CUDA, where a batch runs stacked.
+    #: use, cgroup CPU quota included; gpu_worker.cpu_pool.available_cores). Ignored on CUDA.
     cpu_threads: int = 0
 
     # --- limits (checked before the step they guard) ---

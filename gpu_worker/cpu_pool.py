@@ -7,11 +7,15 @@ machine"). Whole images on separate threads never wait for each other: a busy co
 the images on it. The worker turns this on at start-up (``gpu_worker.startup``); a library user
 who never calls :func:`use_threads` gets a plain loop, with torch's threads left as they are.
 
-Nothing here touches CUDA: on a GPU the images of a batch run stacked, as one kernel call.
+Between torch calls a thread needs Python's interpreter lock, so many short calls scale badly
+over threads; the resize, most of the work, runs its chunk loops compiled by TorchScript, without
+the lock (``kernels/resize_cpu.py``). Nothing here touches CUDA: on a GPU the images of a batch
+run stacked, as one kernel call.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +30,25 @@ _lock = threading.Lock()
 _inside = threading.local()  # set on the pool's own threads
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, as a container limits it)."""
+def available_cores(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup v2 CPU quota.
+
+    A container limited to 2 CPUs by quota (``docker --cpus 2``, Kubernetes limits) still sees
+    every core of the host in ``os.cpu_count()`` and in its affinity mask; ``cpu.max`` holds the
+    quota as ``"<quota µs> <period µs>"`` (``"max ..."``: no quota).
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        with open(cgroup_cpu_max) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 file, or not in that format: no quota known
+        pass
+    return cores
 
 
 def use_threads(count: int) -> None:

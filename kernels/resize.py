@@ -105,12 +105,19 @@ def _resample_rows_taps(planes: torch.Tensor, out_size: int, filter: str) -> tor
 def _resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -> torch.Tensor:
     """One Pillow pass along ``dim`` (2: height, 3: width) of ``(B, C, H, W)``; uint8 out.
 
-    On CPU, exact float64 matrix products (:mod:`kernels.resize_cpu`). Elsewhere a loop over the
-    taps in int32 on whole rows (``index_select`` along dim 2 copies contiguous rows; along the
-    last dim it would go one byte at a time), so the width pass transposes there.
+    On CPU, exact float64 matrix products (:mod:`kernels.resize_cpu`); elsewhere :func:`_taps_pass`.
     """
     if images.device.type == "cpu":
         return resize_cpu.resample_pass(images, out_size, filter, dim)
+    return _taps_pass(images, out_size, filter, dim)
+
+
+def _taps_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -> torch.Tensor:
+    """The pass as a loop over the taps in int32 on whole rows, on any device (CUDA runs this).
+
+    ``index_select`` along dim 2 copies contiguous rows; along the last dim it would go one byte
+    at a time, so the width pass transposes first and back after.
+    """
     batch, channels = images.shape[:2]
     if dim == 3:
         images = images.transpose(2, 3).contiguous()

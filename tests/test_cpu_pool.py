@@ -170,3 +170,13 @@ def test_a_lone_image_spread_over_the_pool_gives_the_same_pixels(restore, filter
     got = [resize(image, size, filter) for size in ((300, 533), (1000, 1700), (720, 400), (200, 1280))]
     assert all(torch.equal(a, b) for a, b in zip(got, expected))
     assert pieces_seen and all(name.startswith("cpu-image") for name in pieces_seen)
+
+
+@pytest.mark.parametrize("text,expected", [("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000", 2),
+                                           ("50000 100000", 1), ("garbage", None), ("", None)])
+def test_available_cores_follows_a_cgroup_quota(tmp_path, text, expected):
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text(text)
+    unlimited = cpu_pool.available_cores(str(tmp_path / "missing"))
+    assert unlimited >= 1
+    assert cpu_pool.available_cores(str(cpu_max)) == (unlimited if expected is None else min(unlimited, expected))
