@@ -14,13 +14,16 @@ Pillow's int32 sum times ``2**-22``, and ``floor(sum + 0.5)`` clipped to 0..255 
 
 Two ways to get the windows:
 
-* **strided** (:class:`StridedBand`), when the scale is a ratio of small integers (1920 -> 800
-  is 12/5): block ``b``'s window then starts ``b * stride`` pixels after block 0's, so all windows
-  are one strided view of the image widened to float64, along either dimension, with no copy and
-  no transpose. 1080p -> 800x450 Lanczos on one thread: 15.4 ms (Pillow: 18.5 ms).
-* **gathered** (:class:`GatheredBand`), any scale: the windows' rows are gathered with
-  ``index_select`` (whole rows: contiguous copies) and widened; the horizontal pass transposes the
-  image first and back after. 1080p -> 777x437: 22.5 ms (Pillow: 18.5 ms).
+* **phased** (:class:`PhasedBand`), for most scales: when ``in / out = T / Q`` in lowest terms,
+  output ``o + Q`` sits exactly ``T`` input pixels after output ``o``. Cut each period of Q
+  outputs into phases of a few neighbours; the windows of one phase, period after period, are then
+  one strided view of the image widened to float64, along either dimension: no copy and no
+  transpose. 1920 -> 800 is 12/5 (one phase of 10 outputs per 24 inputs), 4032 -> 800 is 126/25
+  (five phases of 5 outputs per 126 inputs). 1080p -> 800x450 Lanczos on one thread: 14.7 ms
+  (Pillow: 18.5 ms).
+* **gathered** (:class:`GatheredBand`), when a period would need too many phases (an output size
+  with a large prime factor): the windows' rows are gathered with ``index_select`` (whole rows:
+  contiguous copies) and widened; the horizontal pass transposes the image first and back after.
 
 Work is cut into cache-sized chunks that write disjoint parts of the output; runs of chunks go to
 :func:`kernels.parallel.map_pieces`.
@@ -43,8 +46,9 @@ from .resize_weights import PRECISION_BITS, pillow_coeffs
 #: windows (more multiplications by zero), fewer mean smaller, slower matrix products.
 _BLOCK_SPAN = 24
 
-#: Largest block and stride the strided layout accepts (beyond, its windows get wide).
-_MAX_STRIDED = 64
+#: Most phases the phased layout cuts a period into (each is one matmul per chunk); beyond, the
+#: gathered layout is used.
+_MAX_PHASES = 32
 
 #: Most input elements (as float64: 2 MB) one chunk holds. With the chunk loops compiled
 #: (:func:`_without_the_gil`) 2**16 to 2**18 give the same speed (the reference resize: 15.5 ms on
@@ -61,76 +65,102 @@ class GatheredBand(NamedTuple):
     weight: torch.Tensor
 
 
-class StridedBand(NamedTuple):
-    """Block ``b`` reads input pixels ``offset + b * stride + t`` for ``t < window`` (outside the
-    image they weigh 0) with ``weight[b]`` (float64 ``(blocks, per_block, window)``, times
-    2**-22; ``weight_t`` is the same transposed, ``(blocks, window, per_block)``, contiguous)."""
+class Phase(NamedTuple):
+    """One phase of a :class:`PhasedBand`: its block ``b`` computes outputs
+    ``b * period_out + first_out + r`` (``r < per_block``) from input pixels
+    ``offset + b * period_in + t`` (``t < window``; outside the image they weigh 0), with
+    ``weight[b]`` (float64 ``(blocks, per_block, window)``, times 2**-22); ``weight_t`` is the same
+    transposed, ``(blocks, window, per_block)``, contiguous."""
 
-    per_block: int
-    stride: int
+    first_out: int
     offset: int
     weight: torch.Tensor
     weight_t: torch.Tensor
 
 
-def _block_weights(xmins: list[int], weights: list[list[int]], per_block: int, starts: list[int],
-                   window: int) -> torch.Tensor:
-    """Pillow's weights placed in blocks: output ``j`` is row ``j % per_block`` of block
-    ``j // per_block``, its taps at ``xmins[j] - starts[block]``. Float64, scaled by 2**-22."""
-    weight = torch.zeros((len(starts), per_block, window), dtype=torch.float64)
-    for j, taps in enumerate(weights):
-        block, row = divmod(j, per_block)
+class PhasedBand(NamedTuple):
+    """A pass whose outputs repeat their input positions every ``period_out`` outputs, shifted by
+    ``period_in`` input pixels, cut into phases of neighbouring outputs (see the module doc)."""
+
+    period_out: int
+    period_in: int
+    phases: list[Phase]
+
+
+def _block_weights(places: list[tuple[int, int, int]], xmins: list[int], weights: list[list[int]],
+                   starts: list[int], shape: tuple[int, int, int]) -> torch.Tensor:
+    """Pillow's weights laid out in blocks: ``places`` holds ``(block, row, output)``; the output's
+    taps go to ``weight[block, row]`` from column ``xmins[output] - starts[block]``. Float64 of
+    ``shape``, scaled by 2**-22."""
+    weight = torch.zeros(shape, dtype=torch.float64)
+    for block, row, j in places:
         first = xmins[j] - starts[block]
-        weight[block, row, first : first + len(taps)] = torch.tensor(taps, dtype=torch.float64)
+        weight[block, row, first : first + len(weights[j])] = torch.tensor(weights[j], dtype=torch.float64)
     return weight * 2.0**-PRECISION_BITS  # a power of two: exact
+
+
+def _per_block(in_size: int, out_size: int) -> int:
+    """Outputs per block: those centred over about ``_BLOCK_SPAN`` input pixels. More mean wider
+    windows (more multiplications by zero), fewer mean smaller, slower matrix products."""
+    return max(1, min(out_size, round(_BLOCK_SPAN * out_size / in_size)))
 
 
 @functools.lru_cache(maxsize=256)
 def gathered_band(in_size: int, out_size: int, filter: str) -> GatheredBand:
     """The gathered layout of a pass (any scale); cached per size pair and filter."""
     xmins, weights = pillow_coeffs(in_size, out_size, filter)
-    per_block = max(1, min(out_size, round(_BLOCK_SPAN * out_size / in_size)))
+    per_block = _per_block(in_size, out_size)
     starts = [xmins[b] for b in range(0, out_size, per_block)]
     window = max(xmins[j] + len(weights[j]) - starts[j // per_block] for j in range(out_size))
     index = [[min(start + t, in_size - 1) for t in range(window)] for start in starts]
-    return GatheredBand(torch.tensor(index), _block_weights(xmins, weights, per_block, starts, window))
+    places = [(j // per_block, j % per_block, j) for j in range(out_size)]
+    weight = _block_weights(places, xmins, weights, starts, (len(starts), per_block, window))
+    return GatheredBand(torch.tensor(index), weight)
 
 
 @functools.lru_cache(maxsize=256)
-def strided_band(in_size: int, out_size: int, filter: str) -> StridedBand | None:
-    """The strided layout of a pass, or None when the scale is not a ratio of small integers.
+def phased_band(in_size: int, out_size: int, filter: str) -> PhasedBand | None:
+    """The phased layout of a pass, or None when a period would need over ``_MAX_PHASES`` phases.
 
-    With ``in_size / out_size = stride / per_block`` in lowest terms times k, output ``j + per_block``
-    sits exactly ``stride`` input pixels after output ``j``, so its window does too. Pillow's
-    windows are clamped at the image's edges and rounded, so the shared window is widened to hold
-    every block's taps (``offset`` may be negative: the first windows start before the image).
+    Pillow's windows are clamped at the image's edges and rounded, so each phase's shared window
+    is widened to hold all its blocks' taps (``offset`` may be negative: the first windows start
+    before the image).
     """
     g = math.gcd(in_size, out_size)
-    per_block, stride = out_size // g, in_size // g
-    if per_block > _MAX_STRIDED or stride > _MAX_STRIDED:
+    period_out, period_in = out_size // g, in_size // g
+    per_block = _per_block(in_size, out_size)
+    if period_out < per_block:  # several periods make one block: one phase
+        k = max(1, min(round(per_block / period_out), out_size // period_out))
+        period_out, period_in, per_block = period_out * k, period_in * k, period_out * k
+    if -(-period_out // per_block) > _MAX_PHASES:
         return None
-    k = max(1, min(round(_BLOCK_SPAN / stride), _MAX_STRIDED // per_block))
-    per_block, stride = per_block * k, stride * k
     xmins, weights = pillow_coeffs(in_size, out_size, filter)
-    offset = min(xmins[j] - (j // per_block) * stride for j in range(out_size))
-    end = max(xmins[j] + len(weights[j]) - (j // per_block) * stride for j in range(out_size))
-    starts = [offset + b * stride for b in range(0, -(-out_size // per_block))]
-    weight = _block_weights(xmins, weights, per_block, starts, end - offset)
-    return StridedBand(per_block, stride, offset, weight, weight.transpose(1, 2).contiguous())
+    phases = []
+    for first_out in range(0, min(period_out, out_size), per_block):
+        count = min(per_block, period_out - first_out)  # the period's last phase may be shorter
+        outputs = [(o // period_out, o % period_out - first_out, o) for o in range(out_size)
+                   if first_out <= o % period_out < first_out + count]
+        offset = min(xmins[o] - b * period_in for b, _, o in outputs)
+        end = max(xmins[o] + len(weights[o]) - b * period_in for b, _, o in outputs)
+        blocks = outputs[-1][0] + 1
+        starts = [offset + b * period_in for b in range(blocks)]
+        weight = _block_weights(outputs, xmins, weights, starts, (blocks, count, end - offset))
+        phases.append(Phase(first_out, offset, weight, weight.transpose(1, 2).contiguous()))
+    return PhasedBand(period_out, period_in, phases)
 
 
 def resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -> torch.Tensor:
     """One Pillow pass along ``dim`` (2: height, 3: width) of CPU uint8 ``(B, C, H, W)``.
 
-    The input may have any strides: the strided layout reads each plane where it lies (a decoded
+    The input may have any strides: the phased layout reads each plane where it lies (a decoded
     JPEG is channels-last, and copying it to planes first cost more than the pass saves).
     """
     batch, channels, height, width = images.shape
-    band = strided_band(images.shape[dim], out_size, filter)
+    band = phased_band(images.shape[dim], out_size, filter)
     if band is not None:
         planes = [plane for image in images for plane in image]  # (H, W) views, strides kept
-        strided = _strided_width if dim == 3 else _strided_rows
-        out = strided(planes, (height, width), out_size, band)
+        phased = _phased_width if dim == 3 else _phased_rows
+        out = phased(planes, (height, width), out_size, band)
     else:
         planes = images.reshape(batch * channels, height, width)
         if dim == 3:
@@ -147,85 +177,127 @@ def _round_into(out: torch.Tensor, sums: torch.Tensor) -> None:
     out.copy_(sums.add_(0.5).clamp_(0, 255))
 
 
-def _strided_width(planes: list[torch.Tensor], size: tuple[int, int], out_size: int,
-                   band: StridedBand) -> torch.Tensor:
-    """The pass along the width of P planes ``(H, N)`` (any strides), windows as a strided view.
+def _phased_width(planes: list[torch.Tensor], size: tuple[int, int], out_size: int,
+                  band: PhasedBand) -> torch.Tensor:
+    """The pass along the width of P planes ``(H, N)`` (any strides), windows as strided views.
 
     Per chunk of a plane's rows (:func:`_width_chunks`): widen them to float64 in a zero-padded
-    buffer, then one batched matmul ``windows (blocks, rows, window) @ weight_t (blocks, window,
-    per_block)``. Returns ``(P, H, out_size)`` uint8.
+    buffer, then per phase one batched matmul ``windows (blocks, rows, window) @ weight_t (blocks,
+    window, per_block)``. Returns ``(P, H, out_size)`` uint8.
     """
     height, in_size = size
-    blocks, window, _ = band.weight_t.shape
     out = torch.empty((len(planes), height, out_size), dtype=torch.uint8)
-    pad_left = max(0, -band.offset)
-    width = pad_left + max(in_size, band.offset + (blocks - 1) * band.stride + window)
+    pad_left = max(0, -min(phase.offset for phase in band.phases))
+    width = pad_left + max([in_size] + [phase.offset + (phase.weight.shape[0] - 1) * band.period_in
+                                        + phase.weight.shape[2] for phase in band.phases])
     step = max(1, _CHUNK_ELEMENTS // width)
     chunks = [(p, r0) for p in range(len(planes)) for r0 in range(0, height, step)]
     run = _without_the_gil(_width_chunks)
-    map_pieces(lambda part: run(planes, part, out, band.weight_t, band.stride, band.offset, pad_left, width, step),
-               split(chunks))
+    weights_t = [phase.weight_t for phase in band.phases]
+    offsets = [pad_left + phase.offset for phase in band.phases]
+    first_outs = [phase.first_out for phase in band.phases]
+    map_pieces(lambda part: run(planes, part, out, weights_t, offsets, first_outs, band.period_in,
+                                band.period_out, pad_left, width, step), split(chunks))
     return out
 
 
 def _width_chunks(planes: List[torch.Tensor], chunks: List[Tuple[int, int]], out: torch.Tensor,
-                  weight_t: torch.Tensor, stride: int, offset: int, pad_left: int, width: int,
-                  step: int) -> None:
-    """The chunks ``(plane, first row)`` of :func:`_strided_width` (TorchScript-compatible)."""
-    blocks, window, per_block = weight_t.shape[0], weight_t.shape[1], weight_t.shape[2]
+                  weights_t: List[torch.Tensor], offsets: List[int], first_outs: List[int],
+                  period_in: int, period_out: int, pad_left: int, width: int, step: int) -> None:
+    """The chunks ``(plane, first row)`` of :func:`_phased_width` (TorchScript-compatible).
+
+    ``offsets`` are the phases' window offsets in the padded buffer; a phase's block ``b`` writes
+    output columns ``b * period_out + first_out + r``.
+    """
     height, in_size, out_size = planes[0].shape[0], planes[0].shape[1], out.shape[2]
-    whole = out_size // per_block  # blocks whose outputs all exist (the last may be cut short)
     buffer = torch.zeros((step, width), dtype=torch.float64)  # the pads stay 0
     for chunk in chunks:
         p, r0 = chunk
         n = min(step, height - r0)
         buffer[:n, pad_left : pad_left + in_size].copy_(planes[p][r0 : r0 + n])
-        windows = buffer.as_strided([blocks, n, window], [stride, width, 1], pad_left + offset)
-        sums = torch.bmm(windows, weight_t)  # (blocks, n, per_block)
         rows = out[p, r0 : r0 + n]
-        if whole > 0:
-            _round_into(rows[:, : whole * per_block].view(n, whole, per_block), sums[:whole].transpose(0, 1))
-        if whole < blocks:
-            _round_into(rows[:, whole * per_block :], sums[whole, :, : out_size - whole * per_block])
+        for j in range(len(weights_t)):
+            weight_t = weights_t[j]
+            blocks, window, per_block = weight_t.shape[0], weight_t.shape[1], weight_t.shape[2]
+            windows = buffer.as_strided([blocks, n, window], [period_in, width, 1], offsets[j])
+            sums = torch.bmm(windows, weight_t)  # (blocks, n, per_block)
+            whole = _whole_blocks(out_size, first_outs[j], per_block, period_out, blocks)
+            if whole > 0:
+                columns = rows.as_strided([n, whole, per_block], [out_size, period_out, 1],
+                                          rows.storage_offset() + first_outs[j])
+                _round_into(columns, sums[:whole].transpose(0, 1))
+            start = whole * period_out + first_outs[j]
+            if whole < blocks and start < out_size:
+                _round_into(rows[:, start:out_size], sums[whole, :, : out_size - start])
 
 
-def _strided_rows(planes: list[torch.Tensor], size: tuple[int, int], out_size: int,
-                  band: StridedBand) -> torch.Tensor:
-    """The pass along the height of P planes ``(N, M)`` (any strides), windows as a strided view.
+def _phased_rows(planes: list[torch.Tensor], size: tuple[int, int], out_size: int,
+                 band: PhasedBand) -> torch.Tensor:
+    """The pass along the height of P planes ``(N, M)`` (any strides), windows as strided views.
 
-    Per chunk of blocks of one plane (:func:`_rows_chunks`): widen the input rows their windows
-    cover (a slab) to float64, then one batched matmul ``weight (blocks, per_block, window) @
-    windows (blocks, window, M)``; rows outside the image are zeros. Returns ``(P, out_size, M)``.
+    Per chunk of periods of one plane (:func:`_rows_chunks`): widen the input rows the chunk's
+    windows cover (a slab) to float64, then per phase one batched matmul ``weight (blocks,
+    per_block, window) @ windows (blocks, window, M)``; rows outside the image are zeros.
+    Returns ``(P, out_size, M)`` uint8.
     """
     _, length = size
-    blocks = band.weight.shape[0]
     out = torch.empty((len(planes), out_size, length), dtype=torch.uint8)
-    step = max(1, _CHUNK_ELEMENTS // (band.stride * length))
-    chunks = [(p, b0) for p in range(len(planes)) for b0 in range(0, blocks, step)]
+    slab_offset = min(phase.offset for phase in band.phases)
+    reach = max(phase.offset + phase.weight.shape[2] for phase in band.phases) - slab_offset
+    step = max(1, _CHUNK_ELEMENTS // (band.period_in * length))
+    periods = band.phases[0].weight.shape[0]
+    chunks = [(p, b0) for p in range(len(planes)) for b0 in range(0, periods, step)]
     run = _without_the_gil(_rows_chunks)
-    map_pieces(lambda part: run(planes, part, out, band.weight, band.stride, band.offset, step), split(chunks))
+    weights = [phase.weight for phase in band.phases]
+    offsets = [phase.offset - slab_offset for phase in band.phases]
+    first_outs = [phase.first_out for phase in band.phases]
+    map_pieces(lambda part: run(planes, part, out, weights, offsets, first_outs, band.period_in,
+                                band.period_out, slab_offset, reach, step), split(chunks))
     return out
 
 
 def _rows_chunks(planes: List[torch.Tensor], chunks: List[Tuple[int, int]], out: torch.Tensor,
-                 weight: torch.Tensor, stride: int, offset: int, step: int) -> None:
-    """The chunks ``(plane, first block)`` of :func:`_strided_rows` (TorchScript-compatible)."""
-    blocks, per_block, window = weight.shape[0], weight.shape[1], weight.shape[2]
+                 weights: List[torch.Tensor], offsets: List[int], first_outs: List[int],
+                 period_in: int, period_out: int, slab_offset: int, reach: int, step: int) -> None:
+    """The chunks ``(plane, first period)`` of :func:`_phased_rows` (TorchScript-compatible).
+
+    A chunk's slab starts at input row ``slab_offset + b0 * period_in``; ``offsets`` are the
+    phases' window offsets within a period's part of it, ``reach`` how far a period's windows go.
+    """
     in_size, length, out_size = planes[0].shape[0], planes[0].shape[1], out.shape[1]
-    slab = torch.empty(((step - 1) * stride + window, length), dtype=torch.float64)
+    slab = torch.empty(((step - 1) * period_in + reach, length), dtype=torch.float64)
     for chunk in chunks:
         p, b0 = chunk
-        n = min(step, blocks - b0)
-        first = offset + b0 * stride  # input row of the slab's row 0
-        last = first + (n - 1) * stride + window
+        first = slab_offset + b0 * period_in  # input row of the slab's row 0
+        last = first + slab.shape[0]
         start, stop = max(first, 0), min(last, in_size)
         if start > first or stop < last:
             slab.zero_()
         slab[start - first : stop - first].copy_(planes[p][start:stop])
-        windows = slab.as_strided([n, window, length], [stride * length, length, 1], 0)
-        sums = torch.bmm(weight[b0 : b0 + n], windows)  # (n, per_block, M)
-        end = min((b0 + n) * per_block, out_size)
-        _round_into(out[p, b0 * per_block : end], sums.view(-1, length)[: end - b0 * per_block])
+        plane_out = out[p]
+        for j in range(len(weights)):
+            weight = weights[j]
+            blocks, per_block, window = weight.shape[0], weight.shape[1], weight.shape[2]
+            n = min(step, blocks - b0)
+            if n > 0:
+                windows = slab.as_strided([n, window, length], [period_in * length, length, 1], offsets[j] * length)
+                sums = torch.bmm(weight[b0 : b0 + n], windows)  # (n, per_block, M)
+                first_out = b0 * period_out + first_outs[j]
+                whole = _whole_blocks(out_size - b0 * period_out, first_outs[j], per_block, period_out, n)
+                if whole > 0:
+                    rows = plane_out.as_strided([whole, per_block, length], [period_out * length, length, 1],
+                                                plane_out.storage_offset() + first_out * length)
+                    _round_into(rows, sums[:whole])
+                start_row = first_out + whole * period_out
+                if whole < n and start_row < out_size:
+                    _round_into(plane_out[start_row:out_size], sums[whole, : out_size - start_row])
+
+
+def _whole_blocks(out_size: int, first_out: int, per_block: int, period_out: int, blocks: int) -> int:
+    """How many of a phase's first ``blocks`` blocks have all their outputs below ``out_size``."""
+    if out_size < first_out + per_block:
+        return 0
+    return min(blocks, (out_size - first_out - per_block) // period_out + 1)
 
 
 _compile_lock = threading.Lock()  # one compile at a time: warning filters are process-wide

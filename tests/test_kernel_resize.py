@@ -150,14 +150,16 @@ def test_weight_tables_are_cached(device):
     assert (weight.sum(0) - (1 << 22)).abs().max() <= weight.shape[0]
 
     # The CPU's block layouts hold the same weights, scaled by 2**-22, each output's in one row.
-    for band in (resize_cpu.gathered_band(97, 40, "lanczos"), resize_cpu.strided_band(1920, 800, "lanczos")):
-        out_size = 40 if band.weight.shape[0] * band.weight.shape[1] < 800 else 800
-        per_output = band.weight.reshape(-1, band.weight.shape[-1])[:out_size].sum(1) * (1 << 22)
-        expected = table(97 if out_size == 40 else 1920, out_size, "lanczos", torch.device("cpu"))[1].sum(0)
-        assert torch.equal(per_output.round().to(torch.int32), expected)
+    expected = table(97, 40, "lanczos", torch.device("cpu"))[1].sum(0)
+    gathered = resize_cpu.gathered_band(97, 40, "lanczos").weight
+    per_output = gathered.reshape(-1, gathered.shape[-1])[:40].sum(1) * (1 << 22)
+    assert torch.equal(per_output.round().to(torch.int32), expected)
+    phased = resize_cpu.phased_band(97, 40, "lanczos")  # 4 phases of 10 outputs, one block each
+    per_output = torch.cat([phase.weight[0].sum(1) for phase in phased.phases]) * (1 << 22)
+    assert torch.equal(per_output.round().to(torch.int32), expected)
 
     # The CPU reads its block layouts, other devices the per-tap table; both cached.
-    used = resize_cpu.strided_band if device.type == "cpu" else table
+    used = resize_cpu.phased_band if device.type == "cpu" else table
     images = to_tensor(sample("RGB", (96, 64)), device)
     resize(images, (48, 40), "lanczos")  # warms the tables for this size
     hits = used.cache_info().hits
@@ -168,12 +170,14 @@ def test_weight_tables_are_cached(device):
     assert nearest(2, 7, device) is nearest(2, 7, device)
 
 
-def test_strided_layout_only_for_small_ratios():
-    band = resize_cpu.strided_band(1920, 800, "lanczos")  # 12/5: blocks of 10 outputs, 24 inputs apart
-    assert (band.per_block, band.stride) == (10, 24)
-    assert band.offset < 0  # the first window starts before the image (its taps there weigh 0)
-    assert resize_cpu.strided_band(1000, 333, "lanczos") is None  # 1000/333: no small ratio
-    assert resize_cpu.strided_band(97, 40, "bicubic") is None  # stride 97
+def test_phased_layout_periods_and_phases():
+    band = resize_cpu.phased_band(1920, 800, "lanczos")  # 12/5: blocks of 10 outputs, 24 inputs apart
+    assert (band.period_out, band.period_in, len(band.phases)) == (10, 24, 1)
+    assert band.phases[0].offset < 0  # the first window starts before the image (its taps there weigh 0)
+    band = resize_cpu.phased_band(4032, 800, "lanczos")  # a phone photo: 126/25 in five phases of 5
+    assert (band.period_out, band.period_in) == (25, 126)
+    assert [phase.first_out for phase in band.phases] == [0, 5, 10, 15, 20]
+    assert resize_cpu.phased_band(1920, 797, "lanczos") is None  # 797 is prime: 80 phases, gathered
 
 
 def test_reference_size_bit_exact(device):
@@ -199,8 +203,8 @@ def test_cpu_passes_equal_the_tap_loop(seed):
         return options[int(torch.randint(len(options), (1,), generator=generator))]
 
     for _ in range(60):
-        in_size = pick([1, 2, 3, 5, 17, 96, 97, 300, 1000, 1920, 2500])
-        out_size = pick([1, 2, 3, 7, 40, 48, 97, 250, 800, 801, max(1, in_size // 37), in_size * 2])
+        in_size = pick([1, 2, 3, 5, 17, 96, 97, 300, 1000, 1920, 2500, 4032])
+        out_size = pick([1, 2, 3, 7, 40, 48, 97, 250, 797, 800, 801, max(1, in_size // 37), in_size * 2])
         filter = pick(["bilinear", "bicubic", "lanczos"])
         shape = (pick([1, 3, 4, 48]), pick([1, 2, 5, 33]), in_size)
         if pick([True, False]):
@@ -242,13 +246,16 @@ def test_strided_chunk_loops_run_compiled_and_as_python_alike():
     assert isinstance(compiled, torch.jit.ScriptFunction)
 
     planes = list(to_tensor(sample("RGB", (200, 120)))[0])  # 3 planes (120, 200)
-    band = resize_cpu.strided_band(200, 80, "lanczos")
-    blocks, window, _ = band.weight_t.shape
-    pad_left = -band.offset
-    width = pad_left + max(200, band.offset + (blocks - 1) * band.stride + window)
+    band = resize_cpu.phased_band(200, 77, "lanczos")  # 200/77: 8 phases
+    assert len(band.phases) > 1
+    out_size = 77
+    pad_left = -min(phase.offset for phase in band.phases)
+    width = pad_left + max([200] + [ph.offset + (ph.weight.shape[0] - 1) * band.period_in + ph.weight.shape[2]
+                                    for ph in band.phases])
     chunks = [(p, r0) for p in range(3) for r0 in range(0, 120, 50)]
-    outs = [torch.empty((3, 120, 80), dtype=torch.uint8) for _ in range(2)]
+    outs = [torch.empty((3, 120, out_size), dtype=torch.uint8) for _ in range(2)]
     for run, out in zip((compiled, resize_cpu._width_chunks), outs):
-        run(planes, chunks, out, band.weight_t, band.stride, band.offset, pad_left, width, 50)
+        run(planes, chunks, out, [ph.weight_t for ph in band.phases], [pad_left + ph.offset for ph in band.phases],
+            [ph.first_out for ph in band.phases], band.period_in, band.period_out, pad_left, width, 50)
     assert torch.equal(outs[0], outs[1])
-    assert torch.equal(outs[0], resize(torch.stack(planes)[None], (120, 80), "lanczos")[0])
+    assert torch.equal(outs[0], resize(torch.stack(planes)[None], (120, out_size), "lanczos")[0])
