@@ -505,6 +505,44 @@ def task_per_op(args) -> dict[str, Any]:
             "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
+#: Resizes beyond the reference job: (source width, height), (target width, height), filter.
+RESIZE_CASES = (
+    ((1920, 1080), (800, 450), "lanczos"),  # the reference job's
+    ((4032, 3024), (800, 600), "lanczos"),  # a phone photo to a web width
+    ((4032, 3024), (1000, 750), "lanczos"),
+    ((1920, 1080), (777, 437), "lanczos"),  # a width with a large prime factor: many phases
+    ((1920, 1080), (797, 448), "lanczos"),  # a prime width: the gathered layout
+    ((1920, 1080), (1280, 720), "bicubic"),  # a mild downscale
+    ((800, 450), (1920, 1080), "bilinear"),  # an upscale
+)
+
+
+def task_resize_sizes(args) -> dict[str, Any]:
+    """``kernels.resize`` at other sizes against Pillow's ``Image.resize``, one image on one core
+    each (as the worker runs an image: one torch thread), on a real photo scaled to the source."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from benchmarks.images import image
+    from kernels import resize
+
+    torch.set_num_threads(1)
+    photo = image(0)
+    rows = []
+    for (sw, sh), (tw, th), filter in RESIZE_CASES:
+        source = photo.resize((sw, sh), Image.Resampling.LANCZOS)
+        tensor = torch.from_numpy(np.array(source)).permute(2, 0, 1).unsqueeze(0).contiguous()
+        resample = getattr(Image.Resampling, filter.upper())
+        ours, _ = timed(lambda: resize(tensor, (th, tw), filter), args.repeats, args.warmup)
+        pillow, _ = timed(lambda: source.resize((tw, th), resample), args.repeats, args.warmup)
+        same = np.array_equal(resize(tensor, (th, tw), filter)[0].permute(1, 2, 0).numpy(),
+                              np.asarray(source.resize((tw, th), resample)))
+        rows.append({"case": f"{sw}x{sh} -> {tw}x{th} {filter}", "ours_ms": round(statistics.median(ours) * 1000, 2),
+                     "pillow_ms": round(statistics.median(pillow) * 1000, 2), "bit_exact": same})
+    return {"task": "resize-sizes", "rows": rows, "torch_threads": 1}
+
+
 def _op_row(label: str, ours_batch_s: float, ours_one_s: float, pillow_s: float) -> dict[str, Any]:
     return {
         "op": label,
@@ -515,7 +553,8 @@ def _op_row(label: str, ours_batch_s: float, ours_one_s: float, pillow_s: float)
     }
 
 
-TASKS = {"job": task_job, "ops": task_ops, "decode": task_decode, "per-op": task_per_op}
+TASKS = {"job": task_job, "ops": task_ops, "decode": task_decode, "per-op": task_per_op,
+         "resize-sizes": task_resize_sizes}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -251,6 +251,9 @@ def run_suite(args) -> dict[str, Any]:
         _log(f"per-op n={n} (CPU)")
         result["per_op_cpu"] = child_quietest("per-op", images_path, n=n, warmup=warmup, repeats=repeats)
         _log_done(result["per_op_cpu"])
+        _log("resize at other sizes (CPU, one thread)")
+        result["resize_sizes"] = child_quietest("resize-sizes", images_path, warmup=warmup, repeats=repeats)
+        _log_done(result["resize_sizes"])
         if args.contention:
             contention_started = time.perf_counter()
             result["contention"] = contention(images_path, devices)
@@ -454,6 +457,16 @@ def tables(result: dict[str, Any]) -> str:
     for row in per_op.get("rows", []):
         lines.append(f"| {row['op']} | {_fmt(row['ours_batch_ms'], 2)} | {_fmt(row['ours_single_ms'], 2)} | "
                      f"{_fmt(row['pillow_ms'], 2)} | {row['pillow_over_ours']:.2f}x |")
+
+    sizes = result.get("resize_sizes", {})
+    lines.append("\n### Resize at other sizes, CPU, one image on one core each (ms)\n")
+    lines.append("| resize | ours | Pillow | Pillow time ÷ ours | same pixels |")
+    lines.append("|---|---|---|---|---|")
+    if "error" in sizes:
+        lines.append(f"| error: {sizes['error'][:80]} | | | | |")
+    for row in sizes.get("rows", []):
+        lines.append(f"| {row['case']} | {_fmt(row['ours_ms'], 2)} | {_fmt(row['pillow_ms'], 2)} | "
+                     f"{row['pillow_ms'] / row['ours_ms']:.2f}x | {'yes' if row['bit_exact'] else 'NO'} |")
     return "\n".join(lines) + "\n"
 
 
