@@ -13,9 +13,9 @@ no premultiplied alpha. So this module rebuilds Pillow's convolution resampler
   then turned into 22-bit fixed point (rounded half away from zero);
 * each pass is ``clip8((1 << 21) + sum(pixel * weight) >> 22)`` with Pillow's int32 sums, with
   uint8 in between (on CPU the sums are float64 matrix products, which hold them exactly, see
-  :mod:`kernels.resize_cpu`; elsewhere an int32 loop over the taps); horizontal first, then vertical, except that Pillow 13 goes vertical first when the height
-  shrinks by more than twice as many pixels as the width; a pass is skipped when its dimension
-  does not change;
+  :mod:`kernels.resize_cpu`; elsewhere an int32 loop over the taps); horizontal first, then
+  vertical, except that Pillow 13 goes vertical first when the height shrinks by more than twice
+  as many pixels as the width; a pass is skipped when its dimension does not change;
 * LA and RGBA are resized premultiplied (Pillow's ``RGBA -> RGBa -> resize -> RGBA`` with its
   integer formulas), except with NEAREST;
 * NEAREST is Pillow's nearest-neighbour affine scaling, including its accumulated coordinates.
