@@ -97,11 +97,16 @@ def _block_weights(places: list[tuple[int, int, int]], xmins: list[int], weights
     """Pillow's weights laid out in blocks: ``places`` holds ``(block, row, output)``; the output's
     taps go to ``weight[block, row]`` from column ``xmins[output] - starts[block]``. Float64 of
     ``shape``, scaled by 2**-22."""
-    weight = torch.zeros(shape, dtype=torch.float64)
+    _, per_block, window = shape
+    positions: list[int] = []
+    values: list[int] = []
     for block, row, j in places:
-        first = xmins[j] - starts[block]
-        weight[block, row, first : first + len(weights[j])] = torch.tensor(weights[j], dtype=torch.float64)
-    return weight * 2.0**-PRECISION_BITS  # a power of two: exact
+        first = (block * per_block + row) * window + xmins[j] - starts[block]
+        positions.extend(range(first, first + len(weights[j])))
+        values.extend(weights[j])
+    weight = torch.zeros(math.prod(shape), dtype=torch.float64)
+    weight[torch.tensor(positions, dtype=torch.int64)] = torch.tensor(values, dtype=torch.float64)
+    return weight.view(shape) * 2.0**-PRECISION_BITS  # a power of two: exact
 
 
 def _per_block(in_size: int, out_size: int) -> int:
@@ -141,11 +146,14 @@ def phased_band(in_size: int, out_size: int, filter: str) -> PhasedBand | None:
     if -(-period_out // per_block) > _MAX_PHASES:
         return None
     xmins, weights = pillow_coeffs(in_size, out_size, filter)
+    by_phase: dict[int, list[tuple[int, int, int]]] = {}  # first_out -> (block, row, output)
+    for o in range(out_size):
+        block, place = divmod(o, period_out)
+        first_out = place - place % per_block
+        by_phase.setdefault(first_out, []).append((block, place - first_out, o))
     phases = []
-    for first_out in range(0, min(period_out, out_size), per_block):
+    for first_out, outputs in by_phase.items():
         count = min(per_block, period_out - first_out)  # the period's last phase may be shorter
-        outputs = [(o // period_out, o % period_out - first_out, o) for o in range(out_size)
-                   if first_out <= o % period_out < first_out + count]
         offset = min(xmins[o] - b * period_in for b, _, o in outputs)
         end = max(xmins[o] + len(weights[o]) - b * period_in for b, _, o in outputs)
         blocks = outputs[-1][0] + 1
