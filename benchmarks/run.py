@@ -29,7 +29,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from benchmarks import images
 from benchmarks.peers import OPERATIONS, OUTPUT
@@ -414,26 +414,13 @@ def tables(result: dict[str, Any]) -> str:
     lines.append("\n### Operations only (no codecs), 16 decoded 1080p images\n")
     lines.append("Ours: `Pipeline(operations)(batch)` on a `(16, 3, 1080, 1920)` uint8 tensor already on the device. "
                  "Pillow: `apply_operations` on decoded PIL images. pyvips: the same calls on memory images.\n")
-    lines.append("| peer | images/s | ms/image | peak GPU MB |")
-    lines.append("|---|---|---|---|")
-    for entry in result.get("ops_only", []):
-        if "error" in entry:
-            lines.append(f"| error: {entry['error'][:80]} | | | |")
-            continue
-        for row in entry["rows"]:
-            lines.append(f"| {row['peer']} | {_fmt(row['images_per_s'])} | {_fmt(row['ms_per_image'])} | "
-                         f"{_fmt(row.get('peak_gpu_mb'), 0)} |")
+    _table(lines, ["peer", "images/s", "ms/image", "peak GPU MB"], result.get("ops_only", []),
+           lambda row: f"| {row['peer']} | {_fmt(row['images_per_s'])} | {_fmt(row['ms_per_image'])} | "
+                       f"{_fmt(row.get('peak_gpu_mb'), 0)} |")
 
     lines.append("\n### Decode only: 1920x1080 JPEG q90\n")
-    lines.append("| decoder | how | images/s | ms/image |")
-    lines.append("|---|---|---|---|")
-    for entry in result.get("decode_only", []):
-        if "error" in entry:
-            lines.append(f"| error: {entry['error'][:80]} | | | |")
-            continue
-        for row in entry["rows"]:
-            lines.append(f"| {row['peer']} | {row['how']} | {_fmt(row['images_per_s'])} | "
-                         f"{_fmt(row['ms_per_image'])} |")
+    _table(lines, ["decoder", "how", "images/s", "ms/image"], result.get("decode_only", []),
+           lambda row: f"| {row['peer']} | {row['how']} | {_fmt(row['images_per_s'])} | {_fmt(row['ms_per_image'])} |")
 
     if result.get("contention"):
         lines.append("\n### 16-image job with one core kept busy by another process (`--contention`)\n")
@@ -450,29 +437,33 @@ def tables(result: dict[str, Any]) -> str:
                  "one at a time, Pillow one at a time\n")
     lines.append("Inputs laid out as the handler lays them out (decoded, then stacked). \"alone\": one operation on "
                  "the 1080p source; \"in the job\": each step of the reference chain, timed on the bound plan.\n")
-    lines.append("| step | ours, batch | ours, 1 at a time | Pillow | Pillow time ÷ ours (batch) |")
-    lines.append("|---|---|---|---|---|")
-    if "error" in per_op:
-        lines.append(f"| error: {per_op['error'][:80]} | | | | |")
-    for row in per_op.get("rows", []):
-        lines.append(f"| {row['op']} | {_fmt(row['ours_batch_ms'], 2)} | {_fmt(row['ours_single_ms'], 2)} | "
-                     f"{_fmt(row['pillow_ms'], 2)} | {row['pillow_over_ours']:.2f}x |")
+    _table(lines, ["step", "ours, batch", "ours, 1 at a time", "Pillow", "Pillow time ÷ ours (batch)"], [per_op],
+           lambda row: f"| {row['op']} | {_fmt(row['ours_batch_ms'], 2)} | {_fmt(row['ours_single_ms'], 2)} | "
+                       f"{_fmt(row['pillow_ms'], 2)} | {row['pillow_over_ours']:.2f}x |")
 
-    sizes = result.get("resize_sizes", {})
     lines.append("\n### Resize at other sizes, CPU, one image on one core each (ms)\n")
-    lines.append("| resize | ours | Pillow | Pillow time ÷ ours | same pixels |")
-    lines.append("|---|---|---|---|---|")
-    if "error" in sizes:
-        lines.append(f"| error: {sizes['error'][:80]} | | | | |")
-    for row in sizes.get("rows", []):
-        lines.append(f"| {row['case']} | {_fmt(row['ours_ms'], 2)} | {_fmt(row['pillow_ms'], 2)} | "
-                     f"{row['pillow_ms'] / row['ours_ms']:.2f}x | {'yes' if row['bit_exact'] else 'NO'} |")
+    _table(lines, ["resize", "ours", "Pillow", "Pillow time ÷ ours", "same pixels"], [result.get("resize_sizes", {})],
+           lambda row: f"| {row['case']} | {_fmt(row['ours_ms'], 2)} | {_fmt(row['pillow_ms'], 2)} | "
+                       f"{row['pillow_ms'] / row['ours_ms']:.2f}x | {'yes' if row['bit_exact'] else 'NO'} |")
     return "\n".join(lines) + "\n"
+
+
+def _table(lines: list[str], columns: list[str], entries: list[dict[str, Any]],
+           render: Callable[[dict[str, Any]], str]) -> None:
+    """Append a markdown table to ``lines``: the header, then each entry's ``rows`` through
+    ``render``, or one error row for an entry (a child process) that failed."""
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "---|" * len(columns))
+    for entry in entries:
+        if "error" in entry:
+            lines.append(f"| error: {entry['error'][:80]} |" + " |" * (len(columns) - 1))
+        lines.extend(render(row) for row in entry.get("rows", []))
 
 
 def header(result: dict[str, Any]) -> str:
     m, v, t = result["machine"], result["versions"], result["torch"]
-    rows = result["jobs"] + result.get("ops_only", []) + result.get("decode_only", []) + [result.get("per_op_cpu", {})]
+    rows = (result["jobs"] + result.get("ops_only", []) + result.get("decode_only", [])
+            + [result.get("per_op_cpu", {}), result.get("resize_sizes", {})])
     busiest = max((r.get("other_load_cores", 0.0) for r in rows), default=0.0)
     warning = (f"WARNING: other processes used up to {busiest} cores during some measurements (see the 'other "
                f"load' column): those numbers are noisy; rerun on a quiet machine.\n") if busiest > BUSY_CORES else ""
