@@ -10,7 +10,7 @@ from conftest import cuda_only
 from gpu_worker.batching import run_stack
 from gpu_worker.plan import compile_plan
 
-pytestmark = cuda_only
+pytestmark = [cuda_only, pytest.mark.cuda]
 
 PLAN = compile_plan([{"type": "resize", "params": {"width": 4096, "height": 4096, "maintain_aspect": False}},
                      {"type": "filter", "params": {"name": "blur"}}])

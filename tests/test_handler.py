@@ -2,7 +2,7 @@
 and error shapes, analysis, base64 spellings, batches, the result cache and RGBA -> JPEG.
 
 Every job goes through ``gpu_worker.handler.run_sync`` (the async handler on an event loop of its
-own) with a runtime built for the test on the CPU. Sources are small crops of scikit-image's
+own) with a runtime built for the test on the CPU, and on CUDA where present. Sources are small crops of scikit-image's
 photos saved as PNG, so the decoded source is exactly the PIL image the Pillow reference
 (`benchmarks.pillow_reference`) is given; with PNG output the result is compared pixel by pixel.
 """
@@ -126,10 +126,11 @@ def comparable(expected: Image.Image, got: Image.Image, fmt: str) -> tuple[np.nd
 
 
 @pytest.fixture
-def worker():
-    """A fresh CPU runtime (own result cache) installed for the handler; the old one restored."""
+def worker(device):
+    """A fresh runtime on ``device`` (own result cache) installed for the handler; the old one
+    restored. Every handler test runs on the CPU, and on CUDA where present."""
     previous = runtime_module._runtime
-    runtime = build_runtime(dataclasses.replace(Settings(), gpu_worker_device="cpu"))
+    runtime = build_runtime(dataclasses.replace(Settings(), gpu_worker_device=str(device)))
     set_runtime(runtime)
     yield runtime
     set_runtime(previous)
