@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Everything to check on a borrowed GPU machine, in one call, each stage under its own time limit:
 #
-#   bash benchmarks/gpu_session.sh [STAGE ...]     (default: install info cuda-tests bench rest)
+#   bash benchmarks/gpu_session.sh [STAGE ...]     (default: install info cuda-tests compare profile bench rest)
 #
 #   install     the wheels carried in .whl/ into /tmp/site (the machine has torch and torchvision,
 #               not kornia, runpod or our Pillow pin); see "Rerun on a GPU" in BENCHMARKS.md
 #   info        the GPU, driver and library versions
 #   cuda-tests  every CUDA test (pytest -m cuda): kernels, codecs, pipeline, handler, GPU faults
+#   compare     CUDA output against CPU output on the reference job, stage by stage
+#   profile     the reference operations on CUDA step by step, eager against torch.compile
 #   bench       benchmarks.run on CUDA next to the CPU peers (BENCH_ARGS, default: --device auto)
-#   rest        the rest of the suite on this machine's torch (moto and hadolint are not carried)
+#   rest        the rest of the suite on this machine's torch (torch 2.11 there, 2.14 in our pins)
 #
 # Logs and results go under $OUT (default out/gpu): <stage>.log and bench/latest.{json,md}.
 set -u
@@ -16,6 +18,8 @@ OUT=${OUT:-out/gpu}
 PY=${PY:-python3}
 mkdir -p "$OUT"
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
+# moto (the S3 server of tests/test_upload.py) and the hadolint binary are not carried.
+NOT_CARRIED=(--ignore tests/test_upload.py --deselect tests/test_packaging.py::test_hadolint_has_no_findings)
 
 stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.log
     local name=$1 limit=$2
@@ -26,18 +30,22 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to $OUT/N
     tail -n 25 "$OUT/$name.log"
 }
 
-for step in "${@:-install info cuda-tests bench rest}"; do
+for step in "${@:-install info cuda-tests compare profile bench rest}"; do
     for s in $step; do
         case $s in
             install) stage install 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
                          --upgrade --target /tmp/site .whl/*.whl ;;
             info) stage info 60 bash -c "nvidia-smi; $PY -c 'import torch, torchvision, kornia, PIL, runpod, numpy, pyvips;
 print(torch.__version__, torch.version.cuda, torchvision.__version__, kornia.__version__, PIL.__version__,
-      runpod.__version__, numpy.__version__, pyvips.version(0), pyvips.version(1), torch.cuda.get_device_name(0))'" ;;
-            cuda-tests) stage cuda-tests "${CUDA_TESTS_S:-240}" "$PY" -m pytest -m cuda --timeout 120 ;;
+      runpod.__version__, numpy.__version__, pyvips.version(0), pyvips.version(1), torch.cuda.get_device_name(0))
+import warnings; from kernels import resize_cpu; warnings.simplefilter(\"error\"); warnings.simplefilter(\"ignore\", FutureWarning)
+try: torch.jit.script(resize_cpu._width_chunks); print(\"TorchScript compiles the chunk loops\")
+except Exception as e: print(\"TorchScript fails:\", type(e).__name__, e)'" ;;
+            cuda-tests) stage cuda-tests "${CUDA_TESTS_S:-240}" "$PY" -m pytest -m cuda --timeout 120 "${NOT_CARRIED[@]}" ;;
+            compare) stage compare 120 "$PY" -m benchmarks.cuda_vs_cpu ;;
+            profile) stage profile 180 "$PY" -m benchmarks.cuda_profile ;;
             bench) stage bench "${BENCH_S:-300}" "$PY" -m benchmarks.run ${BENCH_ARGS:---device auto} --out "$OUT/bench" ;;
-            rest) stage rest "${REST_S:-240}" "$PY" -m pytest -m "not cuda" --timeout 120 \
-                      --ignore tests/test_upload.py --deselect tests/test_packaging.py::test_hadolint_has_no_findings ;;
+            rest) stage rest "${REST_S:-300}" "$PY" -m pytest -v -m "not cuda" --timeout 120 "${NOT_CARRIED[@]}" ;;
             *) echo "unknown stage $s" >&2; exit 2 ;;
         esac
     done

@@ -19,10 +19,10 @@ def analyze(images: list[torch.Tensor], formats: list[str | None]) -> list[dict[
     Same-shaped images are counted in one device call; the results cross to the host once per group.
     """
     out: list[dict[str, Any] | None] = [None] * len(images)
-    groups: dict[tuple[int, ...], list[int]] = {}
+    groups: dict[tuple, list[int]] = {}  # (shape, device): a result too large for the GPU is on the host
     for i, image in enumerate(images):
-        groups.setdefault(tuple(image.shape), []).append(i)
-    for (c, h, w), indices in groups.items():
+        groups.setdefault((tuple(image.shape), image.device), []).append(i)
+    for ((c, h, w), _), indices in groups.items():
         batch = torch.stack([images[i] for i in indices])
         hists = histograms(batch).cpu().tolist()
         lumas = mean_luma(batch).cpu().tolist()

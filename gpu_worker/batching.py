@@ -3,14 +3,14 @@
 Images of one shape are stacked into a ``(B, C, H, W)`` tensor and every op runs once on the whole
 stack; mixed shapes are grouped by shape. A group larger than ``max_batch_pixels`` is cut into
 chunks so one huge batch cannot exhaust device memory, and a chunk that still runs out of CUDA
-memory is split in half and retried, down to one image, which then runs on the CPU.
+memory runs again in halving pieces, down to one image, which then runs on the CPU.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import torch
 
@@ -45,8 +45,10 @@ def chunks(indices: list[int], pixels_per_image: int, max_batch_pixels: int | No
 def run_stack(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
     """Run a bound plan on a ``(B, C, H, W)`` stack, surviving CUDA out-of-memory.
 
-    On OOM the stack is split in half and each half retried; a single image that still does not
-    fit runs on the CPU and its result is moved back. The device is left usable either way.
+    On OOM the stack runs again in pieces of half its size, written into one output tensor, and
+    the pieces halve again at each further OOM; a single image that still does not fit runs on
+    the CPU and its result is copied back. The output is on the stack's device; only when even
+    the result does not fit there does it stay on the host. The device is left usable either way.
 
     On the CPU the stack runs one image at a time: there is no kernel launch to save, and one
     image's intermediates stay in cache from op to op (the reference job at 1080p measured 31 ms
@@ -55,17 +57,63 @@ def run_stack(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
     """
     if batch.device.type == "cpu" and batch.shape[0] > 1:
         return torch.cat([bound(image) for image in batch.split(1)])
+    result = _unless_oom(lambda: bound(batch))
+    if result is not None:
+        return result
+    count = batch.shape[0]
+    if count == 1:
+        return _on_the_cpu(bound, batch)
+    out = _output(torch.Size((count, *bound.out_shape)), batch.device)
+    size = count // 2
+    log.warning("CUDA out of memory on a batch of %d: running it in pieces of %d", count, size)
+    start = 0
+    while start < count:
+        piece = batch[start : start + size]
+        result = _unless_oom(lambda: bound(piece))
+        if result is None and size > 1:
+            size //= 2
+            log.warning("CUDA out of memory on a piece of %d: pieces of %d from image %d on", len(piece), size, start)
+            continue
+        if result is None:
+            log.warning("CUDA out of memory on one %s image: running it on the CPU", tuple(piece.shape[1:]))
+            result = bound(piece.cpu())
+        out[start : start + len(piece)] = result
+        start += len(piece)
+        del result
+    return out
+
+
+def _unless_oom(make: Callable[[], torch.Tensor]) -> torch.Tensor | None:
+    """``make()``, or None when CUDA runs out of memory.
+
+    The cache is emptied only after the except block: until then the exception's traceback holds
+    the failed call's frames, and with them every intermediate tensor it had allocated.
+    """
     try:
-        return bound(batch)
+        return make()
     except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        if batch.shape[0] > 1:
-            half = batch.shape[0] // 2
-            log.warning("CUDA out of memory on a batch of %d: retrying as %d + %d", batch.shape[0], half,
-                        batch.shape[0] - half)
-            return torch.cat([run_stack(bound, batch[:half]), run_stack(bound, batch[half:])])
-        log.warning("CUDA out of memory on one %s image: running it on the CPU", tuple(batch.shape[1:]))
-        return bound(batch.cpu()).to(batch.device)
+        pass
+    torch.cuda.empty_cache()
+    return None
+
+
+def _on_the_cpu(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
+    """Run a one-image ``batch`` on the CPU; the result goes back to its device if it fits there."""
+    log.warning("CUDA out of memory on one %s image: running it on the CPU", tuple(batch.shape[1:]))
+    result = bound(batch.cpu())
+    moved = _unless_oom(lambda: result.to(batch.device))
+    if moved is None:
+        log.warning("no room on %s for the %s result: it stays on the host", batch.device, tuple(result.shape))
+    return result if moved is None else moved
+
+
+def _output(shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """An empty uint8 tensor on ``device``, or on the host when the device has no room for it."""
+    out = _unless_oom(lambda: torch.empty(shape, dtype=torch.uint8, device=device))
+    if out is None:
+        log.warning("no room on %s for a %s result: it is gathered on the host", device, tuple(shape))
+        return torch.empty(shape, dtype=torch.uint8)
+    return out
 
 
 def run_images(bound: BoundPlan, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:

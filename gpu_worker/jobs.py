@@ -13,7 +13,6 @@ on bytes, header pixels and inferred output pixels.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import time
@@ -21,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
+import pybase64
 import torch
 
 from gpu_worker import upload
@@ -312,9 +312,9 @@ class JobRunner:
         if self.device.type == "cpu":  # one image per call, several at once (gpu_worker.cpu_pool)
             map_images(lambda item: self._encode([item]), live)
             return
-        groups: dict[tuple, list[Item]] = {}  # one batched call per format, quality and shape
-        for item in live:
-            key = (item.spec.output.format, item.spec.output.quality, tuple(item.result.shape))
+        groups: dict[tuple, list[Item]] = {}  # one batched call per format, quality, shape and device
+        for item in live:  # (a result too large for the GPU stays on the host: gpu_worker.batching)
+            key = (item.spec.output.format, item.spec.output.quality, tuple(item.result.shape), item.result.device)
             groups.setdefault(key, []).append(item)
         for group in groups.values():
             self._encode(group)
@@ -364,7 +364,7 @@ class JobRunner:
         if item.url is not None:
             response["processed_image_url"] = item.url
         else:
-            encoded = base64.b64encode(item.encoded).decode("ascii")
+            encoded = pybase64.b64encode(item.encoded).decode("ascii")
             response["processed_image"] = f"data:image/{MIME[out.format]};base64,{encoded}"
         response["metadata"] = {
             "width": w,

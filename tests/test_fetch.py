@@ -128,7 +128,7 @@ def test_base64_over_limit_refused_before_decoding(monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although over the limit")
 
-    monkeypatch.setattr(fetch_mod.base64, "b64decode", no_decoding)
+    monkeypatch.setattr(fetch_mod.pybase64, "b64decode", no_decoding)
     with pytest.raises(LimitExceeded, match=r"image\.base64 .*over the limit MAX_SOURCE_BYTES=1000 bytes"):
         decode_base64(base64.b64encode(b"x" * 1003).decode(), 1000)
     # Invalid text over the limit is refused for its size, not its content (no scan at all).

@@ -112,11 +112,11 @@ def spies(monkeypatch):
     import gpu_worker.fetch as fetch_module
 
     found = {
-        "b64decode": Spy(fetch_module.base64.b64decode),
+        "b64decode": Spy(fetch_module.pybase64.b64decode),
         "decode": Spy(jobs_module.decode_batch),
         "ops": Spy(run_plan_counted),
     }
-    monkeypatch.setattr(fetch_module.base64, "b64decode", found["b64decode"])
+    monkeypatch.setattr(fetch_module.pybase64, "b64decode", found["b64decode"])
     monkeypatch.setattr(jobs_module, "decode_batch", found["decode"])
     monkeypatch.setattr(jobs_module, "run_plan_counted", found["ops"])
     return found
