@@ -11,7 +11,8 @@ devices are after each stage, and after the whole job:
 - encode: the CPU result JPEG-encoded q85 on each device, both decoded by Pillow;
 - job: the whole reference job through the handler, on a CPU and on a CUDA runtime, PNG out (so
   the comparison sees the decode and the ops, not an encoder);
-- job-jpeg: the same with the reference job's JPEG q85 output.
+- job-jpeg: the same with the reference job's JPEG q85 output;
+- job-jpeg with CUDA_JPEG_CODEC=libjpeg: JPEG decoded and encoded on the host by libjpeg-turbo.
 
 Each row: max and mean absolute difference, and the share of values more than 1 level apart.
 """
@@ -49,13 +50,14 @@ def pil_levels(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def run_job(device: str, jpegs: list[bytes], output: dict) -> list[bytes]:
-    """The reference job through the handler on a runtime for ``device``; the result bytes."""
+def run_job(device: str, jpegs: list[bytes], output: dict, codec: str = "nvjpeg") -> list[bytes]:
+    """The reference job through the handler on a runtime for ``device`` (and CUDA_JPEG_CODEC
+    ``codec``); the result files."""
     from gpu_worker.config import Settings
     from gpu_worker.handler import run_sync
     from gpu_worker.runtime import build_runtime, set_runtime
 
-    set_runtime(build_runtime(dataclasses.replace(Settings(), gpu_worker_device=device, cache_max_bytes=0,
+    set_runtime(build_runtime(dataclasses.replace(Settings(), gpu_worker_device=device, cuda_jpeg_codec=codec, cache_max_bytes=0,
                                                   upload_threshold_bytes=1 << 30)))  # all inline
     job = {"images": [{"image": {"base64": base64.b64encode(j).decode()}} for j in jpegs],
            "operations": OPERATIONS, "output": output}
@@ -84,8 +86,9 @@ def compare(n: int) -> dict[str, dict[str, float]]:
     enc_cuda = encode(ops_cpu.cuda(), "JPEG", quality)
     result["encode"] = worst([diff(pil_levels(a), pil_levels(b)) for a, b in zip(enc_cpu, enc_cuda)])
 
-    for name, output in (("job", {"format": "PNG"}), ("job-jpeg", OUTPUT)):
-        cpu, cuda = run_job("cpu", jpegs, output), run_job("cuda", jpegs, output)
+    for name, output, codec in (("job", {"format": "PNG"}, "nvjpeg"), ("job-jpeg", OUTPUT, "nvjpeg"),
+                                ("job-jpeg, CUDA_JPEG_CODEC=libjpeg", OUTPUT, "libjpeg")):
+        cpu, cuda = run_job("cpu", jpegs, output), run_job("cuda", jpegs, output, codec)
         result[name] = worst([diff(pil_levels(a), pil_levels(b)) for a, b in zip(cpu, cuda)])
     return result
 

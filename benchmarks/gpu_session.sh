@@ -42,8 +42,8 @@ import warnings; from kernels import resize_cpu; warnings.simplefilter(\"error\"
 try: torch.jit.script(resize_cpu._width_chunks); print(\"TorchScript compiles the chunk loops\")
 except Exception as e: print(\"TorchScript fails:\", type(e).__name__, e)'" ;;
             cuda-tests) stage cuda-tests "${CUDA_TESTS_S:-240}" "$PY" -m pytest -m cuda --timeout 120 "${NOT_CARRIED[@]}" ;;
-            compare) stage compare 120 "$PY" -m benchmarks.cuda_vs_cpu ;;
-            profile) stage profile 180 "$PY" -m benchmarks.cuda_profile ;;
+            compare) stage compare "${COMPARE_S:-120}" "$PY" -m benchmarks.cuda_vs_cpu ;;
+            profile) stage profile "${PROFILE_S:-120}" "$PY" -m benchmarks.cuda_profile ;;
             bench) stage bench "${BENCH_S:-300}" "$PY" -m benchmarks.run ${BENCH_ARGS:---device auto} --out "$OUT/bench" ;;
             rest) stage rest "${REST_S:-300}" "$PY" -m pytest -v -m "not cuda" --timeout 120 "${NOT_CARRIED[@]}" ;;
             *) echo "unknown stage $s" >&2; exit 2 ;;

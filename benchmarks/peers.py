@@ -18,6 +18,7 @@ pyvips            libvips with the closest operations: ``resize(kernel="lanczos3
                   (``VIPS_CONCURRENCY``, default: the core count) inside each
 ours-<device>     this project: one batch job through ``gpu_worker.handler.run_sync``, result
                   cache off, on the given device
+ours-cuda-libjpeg the same on CUDA with CUDA_JPEG_CODEC=libjpeg (JPEG on host threads)
 ================  ===========================================================================
 
 Each measurement runs in a fresh Python process (``python -m benchmarks.peers TASK ...``), so
@@ -58,7 +59,7 @@ OUT_WIDTH, OUT_HEIGHT = 800, 450  # 1920x1080 -> 800 wide: Pillow's int(1080 * 8
 SHARPEN = ((-2, -2, -2), (-2, 32, -2), (-2, -2, -2))
 SHARPEN_SCALE = 16
 
-JOB_PEERS = ("pillow", "pillow-threads", "pyvips", "ours-cpu", "ours-cuda")
+JOB_PEERS = ("pillow", "pillow-threads", "pyvips", "ours-cpu", "ours-cuda", "ours-cuda-libjpeg")
 
 
 def _quiet_torchvision() -> None:
@@ -118,9 +119,10 @@ def pyvips_peer() -> Callable:
     return lambda uris: ([one(u) for u in uris], {})
 
 
-def ours_peer(device: str) -> Callable:
+def ours_peer(device: str, jpeg_codec: str = "nvjpeg") -> Callable:
     """This project through its RunPod handler: one batch job (or a single job for one image)."""
     os.environ["GPU_WORKER_DEVICE"] = device
+    os.environ["CUDA_JPEG_CODEC"] = jpeg_codec
     os.environ["CACHE_MAX_BYTES"] = "0"  # no result cache: every repeat computes again
     os.environ.setdefault("RUNPOD_LOG_LEVEL", "ERROR")
     _quiet_torchvision()
@@ -164,6 +166,8 @@ def make_peer(name: str) -> Callable:
         return pillow_peer(os.cpu_count() or 1)
     if name == "pyvips":
         return pyvips_peer()
+    if name == "ours-cuda-libjpeg":
+        return ours_peer("cuda", "libjpeg")
     if name.startswith("ours-"):
         return ours_peer(name.split("-", 1)[1])
     raise ValueError(f"unknown peer {name!r}; known: {', '.join(JOB_PEERS)}")
@@ -261,7 +265,7 @@ def task_job(args) -> dict[str, Any]:
     uris = [data_uri(d) for d in datas]
     run = make_peer(args.peer)
     base = rss_mb()  # after the imports and the inputs, before any image is processed
-    cuda = args.peer == "ours-cuda"
+    cuda = args.peer.startswith("ours-cuda")
     if cuda:
         import torch
 

@@ -21,6 +21,7 @@ COLOURS = {
     "pyvips": "#2ca02c",
     "ours-cpu": "#1f77b4",
     "ours-cuda": "#d62728",
+    "ours-cuda-libjpeg": "#ff9896",
 }
 
 

@@ -207,6 +207,8 @@ def run_suite(args) -> dict[str, Any]:
     if "cuda" in devices and not tinfo["cuda_available"]:
         raise SystemExit("--device cuda: torch.cuda.is_available() is False on this machine")
     peers = ["pillow", "pillow-threads", "pyvips"] + [f"ours-{d}" for d in devices]
+    if "cuda" in devices:  # JPEG through libjpeg-turbo on the host: Pillow's exact files
+        peers.append("ours-cuda-libjpeg")
     plan = PLANS[mode]
     if args.sizes:
         by_size = {n: entry for entry in PLANS["default"] + PLANS[mode] for n in [entry[0]]}

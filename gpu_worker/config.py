@@ -34,8 +34,16 @@ class Settings:
     #: the worker exits (0: no limit).
     shutdown_grace_s: float = 30.0
     #: CPU only: images worked on at once, each on one torch thread (0: every core the process may
-    #: use, cgroup CPU quota included; gpu_worker.cpu_pool.available_cores). Ignored on CUDA.
+    #: use, cgroup CPU quota included; gpu_worker.cpu_pool.available_cores). On CUDA used only by
+    #: CUDA_JPEG_CODEC=libjpeg.
     cpu_threads: int = 0
+    #: CUDA only: 1 runs the resize passes as kernels compiled by torch.compile (compiled at start,
+    #: a few seconds; several times faster, same pixels), 0 as the eager tap loop.
+    cuda_compile: int = 1
+    #: CUDA only: the JPEG codec. nvjpeg decodes and encodes on the GPU (fast; its pixels are a few
+    #: levels from Pillow's); libjpeg decodes and encodes on the host with libjpeg-turbo, Pillow's
+    #: pixels and files, on CPU_THREADS threads.
+    cuda_jpeg_codec: str = "nvjpeg"
 
     # --- limits (checked before the step they guard) ---
     max_source_bytes: int = 50 * MB
@@ -84,6 +92,10 @@ def load_settings(path: str | os.PathLike | None = None, environ: dict[str, str]
     return Settings(**{name: _coerce(name, value) for name, value in values.items()})
 
 
+#: Settings that take one of a few words.
+CHOICES = {"cuda_jpeg_codec": ("nvjpeg", "libjpeg")}
+
+
 def _coerce(name: str, value: object) -> object:
     """A YAML or environment value as the setting's type (an int may be written 50_000_000 or 5e7)."""
     kind = type(getattr(Settings, name))
@@ -104,4 +116,6 @@ def _coerce(name: str, value: object) -> object:
         raise ValueError(f"setting {name} ({name.upper()}) must be {noun}, got {value!r}") from None
     if kind in (int, float) and result < 0:
         raise ValueError(f"setting {name} ({name.upper()}) must not be negative, got {value!r}")
+    if name in CHOICES and result not in CHOICES[name]:
+        raise ValueError(f"setting {name} ({name.upper()}) must be one of {', '.join(CHOICES[name])}, got {value!r}")
     return result

@@ -257,7 +257,7 @@ class JobRunner:
         todo = self._live(items)
         if not todo:
             return
-        if self.device.type == "cpu":  # one image per call, several at once (gpu_worker.cpu_pool)
+        if self._on_host_threads:  # one image per call, several at once (gpu_worker.cpu_pool)
             decoded = map_images(lambda item: self._decode([item])[0], todo)
         else:  # one batched call (nvjpeg)
             decoded = self._decode(todo)
@@ -271,7 +271,8 @@ class JobRunner:
 
     def _decode(self, items: list[Item]) -> list[torch.Tensor | JobError]:
         try:
-            return decode_batch([item.data for item in items], self.device, [item.info for item in items])
+            return decode_batch([item.data for item in items], self.device, [item.info for item in items],
+                                nvjpeg=self.settings.cuda_jpeg_codec == "nvjpeg")
         except Exception as exc:  # noqa: BLE001 - decode_batch returns per-item errors; this is a bug
             return [JobError(_describe_failure("decoding", exc))] * len(items)
 
@@ -309,7 +310,7 @@ class JobRunner:
 
     def _encode_all(self, items: list[Item]) -> None:
         live = self._live(items)
-        if self.device.type == "cpu":  # one image per call, several at once (gpu_worker.cpu_pool)
+        if self._on_host_threads:  # one image per call, several at once (gpu_worker.cpu_pool)
             map_images(lambda item: self._encode([item]), live)
             return
         groups: dict[tuple, list[Item]] = {}  # one batched call per format, quality, shape and device
@@ -324,7 +325,7 @@ class JobRunner:
         fmt, quality = group[0].spec.output.format, group[0].spec.output.quality
         try:
             batch = group[0].result.unsqueeze(0) if len(group) == 1 else torch.stack([i.result for i in group])
-            encoded = encode(batch, fmt, quality)
+            encoded = encode(batch, fmt, quality, nvjpeg=self.settings.cuda_jpeg_codec == "nvjpeg")
         except Exception as exc:  # noqa: BLE001
             message = _describe_failure(f"encoding {fmt}", exc)
             for item in group:
@@ -393,6 +394,12 @@ class JobRunner:
         started = time.perf_counter()
         work(items)
         return _ms_since(started)
+
+    @property
+    def _on_host_threads(self) -> bool:
+        """Decode and encode one image per call on the host's threads: on the CPU, and on CUDA
+        when JPEGs go through libjpeg-turbo (CUDA_JPEG_CODEC=libjpeg)."""
+        return self.device.type == "cpu" or self.settings.cuda_jpeg_codec != "nvjpeg"
 
     def _sync(self) -> None:
         """Wait for queued device work, so stage timings measure the stage (CUDA is asynchronous)."""

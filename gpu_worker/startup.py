@@ -12,7 +12,7 @@ from gpu_worker.codecs import decode_batch, encode
 from gpu_worker.config import Settings
 from gpu_worker.plan import compile_plan
 from gpu_worker.runtime import Runtime, build_runtime, set_runtime
-from kernels import parallel
+from kernels import parallel, resize_cuda
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def warm_up(runtime: Runtime) -> float:
     out = compile_plan(WARMUP_PLAN).bind(tuple(decoded.shape))(decoded.unsqueeze(0))
     encode(out, "JPEG", 85)
     if runtime.device.type == "cuda":
+        resize_cuda.warm_up(runtime.device)  # compiles the resize passes (a no-op when off)
         torch.cuda.synchronize(runtime.device)
     return (time.perf_counter() - started) * 1000
 
@@ -55,6 +56,8 @@ def use_cpu_cores(settings: Settings, device: torch.device) -> None:
         cpu_pool.use_threads(settings.cpu_threads or cpu_pool.available_cores())
         # A lone image (a single-image job) is spread over the same threads, piece by piece.
         parallel.set_piece_map(cpu_pool.map_images if cpu_pool.threads() > 1 else None)
+    elif settings.cuda_jpeg_codec == "libjpeg":  # JPEGs are decoded and encoded on host threads
+        cpu_pool.use_threads(settings.cpu_threads or cpu_pool.available_cores())
 
 
 def prepare_worker(settings: Settings) -> Runtime:
@@ -71,6 +74,7 @@ def prepare_worker(settings: Settings) -> Runtime:
         raise StartupError(f"cannot build the runtime: {exc} "
                            f"(GPU_WORKER_DEVICE={settings.gpu_worker_device!r})") from exc
     use_cpu_cores(settings, runtime.device)
+    resize_cuda.set_enabled(bool(settings.cuda_compile))
     try:
         took_ms = warm_up(runtime)
     except Exception as exc:  # noqa: BLE001 - whatever the device raises, the worker cannot serve

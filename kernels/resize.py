@@ -13,7 +13,8 @@ no premultiplied alpha. So this module rebuilds Pillow's convolution resampler
   then turned into 22-bit fixed point (rounded half away from zero);
 * each pass is ``clip8((1 << 21) + sum(pixel * weight) >> 22)`` with Pillow's int32 sums, with
   uint8 in between (on CPU the sums are float64 matrix products, which hold them exactly, see
-  :mod:`kernels.resize_cpu`; elsewhere an int32 loop over the taps); horizontal first, then
+  :mod:`kernels.resize_cpu`; on CUDA one compiled int32 gather-and-sum kernel per pass, see
+  :mod:`kernels.resize_cuda`; elsewhere an int32 loop over the taps); horizontal first, then
   vertical, except that Pillow 13 goes vertical first when the height shrinks by more than twice
   as many pixels as the width; a pass is skipped when its dimension does not change;
 * LA and RGBA are resized premultiplied (Pillow's ``RGBA -> RGBa -> resize -> RGBA`` with its
@@ -32,7 +33,7 @@ import operator
 
 import torch
 
-from . import resize_cpu
+from . import resize_cpu, resize_cuda
 from ._checks import check_images, has_alpha
 from .resize_weights import HALF, PRECISION_BITS, nearest_table, pillow_coeffs
 
@@ -113,12 +114,19 @@ def _resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -
 
 
 def _taps_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -> torch.Tensor:
-    """The pass as a loop over the taps in int32 on whole rows, on any device (CUDA runs this).
+    """The pass as a loop over the taps in int32 on whole rows, on any device; on CUDA the same
+    sum as one compiled kernel (:mod:`kernels.resize_cuda`) unless that is off or cannot compile.
 
     ``index_select`` along dim 2 copies contiguous rows; along the last dim it would go one byte
     at a time, so the width pass transposes first and back after.
     """
     batch, channels = images.shape[:2]
+    if images.device.type == "cuda":  # one compiled kernel per pass where torch.compile works
+        index, weight = _resample_table(images.shape[dim], out_size, filter, images.device)
+        planes = images.reshape(batch * channels, *images.shape[2:])
+        out = resize_cuda.compiled_pass(planes, index, weight, dim - 1)
+        if out is not None:
+            return out.view(batch, channels, *out.shape[1:])
     if dim == 3:
         images = images.transpose(2, 3).contiguous()
     planes = images.reshape(batch * channels, *images.shape[2:])

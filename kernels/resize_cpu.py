@@ -325,13 +325,14 @@ def _without_the_gil(function):
     Why: the worker resizes two images at once on two threads, and a resize is a few hundred torch
     calls; between calls each thread needs Python's interpreter lock, which made two threads only
     1.6x one. TorchScript's interpreter runs the whole chunk loop without that lock (the width
-    pass, 8 images: 10.0 ms each on one thread, 4.9 ms on two). torch 2.14 marks
-    ``torch.jit.script`` deprecated (a FutureWarning, silenced here); if a later torch drops it,
-    the same code runs as Python, only slower on two threads.
+    pass, 8 images: 10.0 ms each on one thread, 4.9 ms on two). torch 2.11 and 2.14 mark
+    ``torch.jit.script`` deprecated (a DeprecationWarning, then a FutureWarning: both silenced
+    here); if a later torch drops it, the same code runs as Python, only slower on two threads.
     """
     try:
         with _compile_lock, warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # torch 2.14
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.11
             return torch.jit.script(function)
     except Exception:  # noqa: BLE001 - TorchScript removed or broken: run the Python
         return function

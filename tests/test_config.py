@@ -23,6 +23,7 @@ def test_environment_overrides_the_file(tmp_path):
     assert settings == dataclasses.replace(Settings(), max_concurrency=8, batch_wait_ms=2.5,
                                            cache_max_bytes=5_000_000, bucket_name="b")
     assert load_settings(path, environ={"GPU_WORKER_CONFIG": "ignored"}).max_concurrency == 3
+    assert load_settings(path, environ={"CUDA_JPEG_CODEC": "libjpeg"}).cuda_jpeg_codec == "libjpeg"
 
 
 @pytest.mark.parametrize("environ, message", [
@@ -30,6 +31,7 @@ def test_environment_overrides_the_file(tmp_path):
     ({"MAX_OPERATIONS": "2.5"}, r"max_operations \(MAX_OPERATIONS\) must be an integer"),
     ({"FETCH_TIMEOUT_S": "nan"}, r"fetch_timeout_s \(FETCH_TIMEOUT_S\) must be a finite number"),
     ({"CACHE_MAX_BYTES": "-1"}, r"cache_max_bytes \(CACHE_MAX_BYTES\) must not be negative"),
+    ({"CUDA_JPEG_CODEC": "turbo"}, r"cuda_jpeg_codec \(CUDA_JPEG_CODEC\) must be one of nvjpeg, libjpeg, got 'turbo'"),
 ])
 def test_bad_values_name_the_setting(environ, message):
     with pytest.raises(ValueError, match=message):

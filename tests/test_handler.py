@@ -22,6 +22,7 @@ from PIL import Image
 
 import gpu_worker.runtime as runtime_module
 from benchmarks.pillow_reference import apply_operations
+from conftest import cuda_only
 from gpu_worker.config import Settings
 from gpu_worker.handler import run_sync
 from gpu_worker.runtime import build_runtime, set_runtime
@@ -535,3 +536,31 @@ def test_jpeg_output_of_a_source_with_alpha_is_flattened_on_white(worker, kind):
     alpha = np.asarray(reference.getchannel("A"))
     assert (alpha == 0).sum() > 100
     assert np.asarray(out.convert("L"))[alpha == 0].mean() > 240
+
+
+@cuda_only
+@pytest.mark.cuda
+def test_cuda_with_the_libjpeg_codec_returns_the_cpu_workers_bytes():
+    """CUDA_JPEG_CODEC=libjpeg: JPEG in and out through libjpeg-turbo on the host, the operations
+    on the GPU (bit-identical to the CPU's), so the files equal the CPU worker's byte for byte."""
+    jpegs = []
+    for name in COLOR_PHOTOS:
+        buf = io.BytesIO()
+        sample("RGB", (301, 203), name).save(buf, "JPEG", quality=90)
+        jpegs.append(b64(buf.getvalue()))
+    job = {"images": [{"image": {"base64": data}} for data in jpegs], "analysis": "source",
+           "operations": [{"type": "resize", "params": {"width": 120}}, {"type": "filter", "params": {"name": "sharpen"}},
+                          {"type": "adjust", "params": {"brightness": 1.1, "contrast": 1.2}}]}
+    previous = runtime_module._runtime
+    answers = {}
+    try:
+        for device, codec in (("cpu", "nvjpeg"), ("cuda", "libjpeg")):
+            settings = dataclasses.replace(Settings(), gpu_worker_device=device, cuda_jpeg_codec=codec)
+            set_runtime(build_runtime(settings))
+            answers[device] = assert_ok(run(job))
+    finally:
+        set_runtime(previous)
+    assert answers["cuda"]["metadata"]["device"] == "cuda"
+    for on_cpu, on_cuda in zip(answers["cpu"]["results"], answers["cuda"]["results"]):
+        assert on_cuda["processed_image"] == on_cpu["processed_image"]
+        assert on_cuda["analysis"] == on_cpu["analysis"]

@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from kernels import resize_cpu, resize_weights
+from conftest import cuda_only
+from kernels import resize_cpu, resize_cuda, resize_weights
 from kernels.resize import RESAMPLING_FILTERS, resize
 from photos import COLOR_PHOTOS, max_abs_diff, photo, pil_array, sample, to_array, to_tensor
 from tolerances import PILLOW_ATOL
@@ -259,3 +260,40 @@ def test_strided_chunk_loops_run_compiled_and_as_python_alike():
             [ph.first_out for ph in band.phases], band.period_in, band.period_out, pad_left, width, 50)
     assert torch.equal(outs[0], outs[1])
     assert torch.equal(outs[0], resize(torch.stack(planes)[None], (120, out_size), "lanczos")[0])
+
+
+# --- CUDA: the compiled passes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_gather_sum_passes_equal_the_tap_loop(device, seed):
+    """The sum that CUDA compiles (kernels.resize_cuda), run eagerly here, gives the tap loop's
+    bytes along both dimensions, on random sizes, filters and pixels."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(6):
+        planes_n, rows, cols = (int(v) for v in torch.randint(1, 90, (3,), generator=generator))
+        out_size = int(torch.randint(1, 120, (1,), generator=generator))
+        filter = RESAMPLING_FILTERS[1 + int(torch.randint(0, 3, (1,), generator=generator))]
+        planes = torch.randint(0, 256, (planes_n, rows, cols), dtype=torch.uint8, generator=generator).to(device)
+        index, weight = resize_module._resample_table(rows, out_size, filter, planes.device)
+        expected = resize_module._resample_rows_taps(planes, out_size, filter)
+        assert torch.equal(resize_cuda.gather_sum_rows(planes, index, weight), expected)
+        index, weight = resize_module._resample_table(cols, out_size, filter, planes.device)
+        expected = resize_module._resample_rows_taps(planes.transpose(1, 2).contiguous(), out_size, filter)
+        assert torch.equal(resize_cuda.gather_sum_cols(planes, index, weight), expected.transpose(1, 2))
+
+
+@cuda_only
+@pytest.mark.cuda
+def test_cuda_resize_runs_the_compiled_passes_and_matches_the_eager_loop():
+    image = to_tensor(sample("RGBA", (203, 131))).cuda()  # premultiplied, both passes
+    was = resize_cuda.enabled()
+    try:
+        resize_cuda.set_enabled(True)
+        compiled = resize(image, (60, 97), "lanczos")
+        assert resize_cuda.enabled() and set(resize_cuda._compiled) == {1, 2}, "torch.compile fell back to eager"
+        resize_cuda.set_enabled(False)
+        eager = resize(image, (60, 97), "lanczos")
+    finally:
+        resize_cuda.set_enabled(was)
+    assert torch.equal(compiled, eager)

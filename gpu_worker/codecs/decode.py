@@ -164,14 +164,16 @@ def _jpeg_cpu(data: bytes) -> torch.Tensor:
     return tvio.decode_jpeg(_as_tensor(data), mode=tvio.ImageReadMode.UNCHANGED)
 
 
-def _decode_jpegs(datas: Sequence[bytes], infos: Sequence[SourceInfo], device: torch.device) -> list:
+def _decode_jpegs(datas: Sequence[bytes], infos: Sequence[SourceInfo], device: torch.device,
+                  nvjpeg: bool = True) -> list:
     """JPEGs -> list of (C, H, W) tensors on ``device`` (orientation not yet applied) or errors.
 
-    On CUDA the good files go to nvjpeg in one batched call; if that call fails, each file is
+    On CUDA (unless ``nvjpeg`` is False) the good files go to nvjpeg in one batched call; if that call fails, each file is
     tried alone to find the bad one, and a file nvjpeg refuses is tried with libjpeg-turbo on the
     CPU before it is reported (nvjpeg lacks some JPEG features that libjpeg-turbo has).
     """
     out: list = [None] * len(datas)
+    on_gpu = device.type == "cuda" and nvjpeg
     todo = []
     for i, data in enumerate(datas):
         if jpeg_complete(data):
@@ -181,7 +183,7 @@ def _decode_jpegs(datas: Sequence[bytes], infos: Sequence[SourceInfo], device: t
 
     def one(i: int) -> torch.Tensor | DecodeError:
         try:
-            if device.type == "cuda":
+            if on_gpu:
                 try:
                     return tvio.decode_jpeg(_as_tensor(datas[i]), mode=tvio.ImageReadMode.UNCHANGED, device=device)
                 except Exception:  # noqa: BLE001 - nvjpeg refused it: libjpeg-turbo below
@@ -190,7 +192,7 @@ def _decode_jpegs(datas: Sequence[bytes], infos: Sequence[SourceInfo], device: t
         except Exception as e:  # noqa: BLE001 - every decoder failure becomes a DecodeError
             return DecodeError(f"JPEG could not be decoded: {_clean(e)}")
 
-    if device.type == "cuda" and len(todo) > 1:
+    if on_gpu and len(todo) > 1:
         try:
             batch = tvio.decode_jpeg(
                 [_as_tensor(datas[i]) for i in todo], mode=tvio.ImageReadMode.UNCHANGED, device=device
@@ -340,6 +342,7 @@ def decode_batch(
     datas: Sequence[bytes],
     device: torch.device | str,
     infos: Sequence[SourceInfo | None] | None = None,
+    nvjpeg: bool = True,
 ) -> list[torch.Tensor | JobError]:
     """Decode several images; each item is its tensor or the error that item ended with.
 
@@ -349,6 +352,9 @@ def decode_batch(
         datas: encoded files.
         device: target device.
         infos: optional `probe` results, one per file (None entries are probed here).
+        nvjpeg: on CUDA, decode JPEGs with nvjpeg (fast; its pixels differ from libjpeg-turbo's by
+            a few levels where chroma is upsampled). False: libjpeg-turbo on the host, Pillow's
+            pixels, then copied to the device.
 
     Returns:
         A list as long as ``datas``: uint8 ``(C, H, W)`` tensors on ``device`` (orientation
@@ -368,7 +374,7 @@ def decode_batch(
 
     jpegs = [i for i in range(n) if probed[i] is not None and probed[i].decoder == "torchvision.jpeg"]
     if jpegs:
-        decoded = _decode_jpegs([bytes(datas[i]) for i in jpegs], [probed[i] for i in jpegs], device)
+        decoded = _decode_jpegs([bytes(datas[i]) for i in jpegs], [probed[i] for i in jpegs], device, nvjpeg)
         for i, img in zip(jpegs, decoded):
             results[i] = img if isinstance(img, Exception) else apply_orientation(img, probed[i].orientation)
 

@@ -69,10 +69,10 @@ def _check_args(images: torch.Tensor, format: str, quality: int, lossless: bool)
         raise EncodeError(f"image is {w}x{h}; {format} stores at most {MAX_SIDE[format]} pixels a side")
 
 
-def _encode_jpeg(images: torch.Tensor, quality: int) -> list[bytes]:
+def _encode_jpeg(images: torch.Tensor, quality: int, nvjpeg: bool) -> list[bytes]:
     if images.shape[1] % 2 == 0:
         images = torch.stack([flatten_alpha(img) for img in images])  # one image at a time: int32
-    if images.device.type == "cuda" and images.shape[1] == 3:
+    if images.device.type == "cuda" and images.shape[1] == 3 and nvjpeg:
         encoded = tvio.encode_jpeg([img.contiguous() for img in images], quality=quality)
         # The files live on the GPU: one copy to the host for all of them, then split.
         sizes = [int(t.numel()) for t in encoded]
@@ -120,7 +120,8 @@ def _encode_webp(images: torch.Tensor, quality: int, lossless: bool) -> list[byt
     return out
 
 
-def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bool = False) -> list[bytes]:
+def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bool = False,
+           nvjpeg: bool = True) -> list[bytes]:
     """Encode each image of a batch to a file of ``format``.
 
     Args:
@@ -130,6 +131,9 @@ def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bo
         quality: 1..100, for JPEG and WEBP (for lossless WebP it is the compression effort).
             Ignored for PNG.
         lossless: WEBP only: store every pixel exactly.
+        nvjpeg: JPEG of RGB images on CUDA: encode with nvjpeg on the device (fast; not the same
+            file as libjpeg-turbo's: up to a few levels apart once decoded). False: copy to the
+            host and encode with libjpeg-turbo, as Pillow does.
 
     Returns:
         ``B`` encoded files (bytes), in batch order; ``[]`` for an empty batch.
@@ -146,7 +150,7 @@ def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bo
         return []
     try:
         if format == "JPEG":
-            return _encode_jpeg(images, quality)
+            return _encode_jpeg(images, quality, nvjpeg)
         if format == "PNG":
             return _encode_png(images)
         return _encode_webp(images, quality, lossless)
