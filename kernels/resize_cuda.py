@@ -76,10 +76,10 @@ def compiled_pass(planes: torch.Tensor, index: torch.Tensor, weight: torch.Tenso
 
 
 def _compile_and_run(planes: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor | None:
-    function = torch.compile(gather_sum_rows if dim == 1 else gather_sum_cols, dynamic=True)
     try:
         with warnings.catch_warnings():  # the compiler's own deprecation notices are not ours
             warnings.simplefilter("ignore")
+            function = torch.compile(gather_sum_rows if dim == 1 else gather_sum_cols, dynamic=True)
             out = function(planes, index, weight)
     except torch.cuda.OutOfMemoryError:
         raise  # the caller splits the batch (gpu_worker.batching)
