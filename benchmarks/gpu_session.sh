@@ -9,7 +9,8 @@
 #   cuda-tests  every CUDA test (pytest -m cuda): kernels, codecs, pipeline, handler, GPU faults
 #   compare     CUDA output against CPU output on the reference job, stage by stage
 #   profile     the reference operations on CUDA step by step, eager against torch.compile
-#   bench       benchmarks.run on CUDA next to the CPU peers (BENCH_ARGS, default: --device auto)
+#   bench       benchmarks.run on CUDA next to the CPU peers (BENCH_ARGS, default: --device auto);
+#               about 8 minutes on an H100 machine with --device cuda: give it a call of its own
 #   rest        the rest of the suite on this machine's torch (torch 2.11 there, 2.14 in our pins)
 #
 # Logs and results go under $OUT (default out/gpu): <stage>.log and bench/latest.{json,md}.
@@ -44,7 +45,7 @@ except Exception as e: print(\"TorchScript fails:\", type(e).__name__, e)'" ;;
             cuda-tests) stage cuda-tests "${CUDA_TESTS_S:-240}" "$PY" -m pytest -m cuda --timeout 120 "${NOT_CARRIED[@]}" ;;
             compare) stage compare "${COMPARE_S:-120}" "$PY" -m benchmarks.cuda_vs_cpu ;;
             profile) stage profile "${PROFILE_S:-120}" "$PY" -m benchmarks.cuda_profile ;;
-            bench) stage bench "${BENCH_S:-300}" "$PY" -m benchmarks.run ${BENCH_ARGS:---device auto} --out "$OUT/bench" ;;
+            bench) stage bench "${BENCH_S:-560}" "$PY" -m benchmarks.run ${BENCH_ARGS:---device auto} --out "$OUT/bench" ;;
             rest) stage rest "${REST_S:-300}" "$PY" -m pytest -v -m "not cuda" --timeout 120 "${NOT_CARRIED[@]}" ;;
             *) echo "unknown stage $s" >&2; exit 2 ;;
         esac
