@@ -72,6 +72,15 @@ def truncated_jpeg() -> bytes:
     return data[: len(data) * 2 // 3]
 
 
+def jpeg_bad_huffman_table() -> bytes:
+    """A complete JPEG (end marker and all) whose first Huffman table counts 16 x 255 codes: every
+    decoder must refuse it, so unlike a truncated file it reaches the decoder (nvjpeg's batch)."""
+    data = bytearray(jpeg())
+    dht = data.index(b"\xff\xc4")  # marker, 2 length bytes, class/id, then 16 code counts
+    data[dht + 5 : dht + 21] = b"\xff" * 16
+    return bytes(data)
+
+
 # ---------------------------------------------------------------------------------------------
 # PNG
 

@@ -387,6 +387,18 @@ def test_decode_batch_isolates_bad_items(device):
     assert "empty image data" in str(results[5])
 
 
+def test_a_corrupt_jpeg_in_a_batch_fails_alone_and_the_device_stays_usable(device):
+    # It passes the end-marker check, so on CUDA it goes into the batched nvjpeg call with the others.
+    good = [corpus.jpeg(), corpus.jpeg_exif(3), corpus.jpeg()]
+    results = decode_batch([good[0], corpus.jpeg_bad_huffman_table(), good[1], good[2]], device)
+    assert isinstance(results[1], DecodeError) and "JPEG could not be decoded" in str(results[1])
+    for data, res in zip(good, [results[0], results[2], results[3]]):
+        assert isinstance(res, torch.Tensor) and res.device.type == device.type
+        assert max_abs_diff(to_array(res), to_array(decode(data, device))) <= (0 if device.type == "cpu" else 1)
+    again = decode_batch(good, device)  # the next batch decodes as usual
+    assert all(isinstance(r, torch.Tensor) for r in again)
+
+
 def test_decode_batch_with_infos_and_empty():
     datas = [corpus.jpeg(), corpus.webp_lossy()]
     infos = [probe(d) for d in datas]
