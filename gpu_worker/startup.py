@@ -49,8 +49,9 @@ def use_cpu_cores(settings: Settings, device: torch.device) -> None:
     thread (:mod:`gpu_worker.cpu_pool`), and let the kernels spread a lone image over the same
     threads (:mod:`kernels.parallel`). Torch's own threads split each kernel across cores and
     wait for each other: with one core busy elsewhere the reference job took 3.5-6x longer
-    (BENCHMARKS.md, "a busy machine"). A worker-wide setting: the library (Pipeline) leaves
-    torch's threads alone."""
+    (BENCHMARKS.md, "a busy machine"). On CUDA with CUDA_JPEG_CODEC=libjpeg, the JPEG decodes and
+    encodes run on the same pool. A worker-wide setting: the library (Pipeline) leaves torch's
+    threads alone."""
     if device.type == "cpu":
         torch.set_num_threads(1)
         cpu_pool.use_threads(settings.cpu_threads or cpu_pool.available_cores())

@@ -2,9 +2,10 @@
 and error shapes, analysis, base64 spellings, batches, the result cache and RGBA -> JPEG.
 
 Every job goes through ``gpu_worker.handler.run_sync`` (the async handler on an event loop of its
-own) with a runtime built for the test on the CPU, and on CUDA where present. Sources are small crops of scikit-image's
-photos saved as PNG, so the decoded source is exactly the PIL image the Pillow reference
-(`benchmarks.pillow_reference`) is given; with PNG output the result is compared pixel by pixel.
+own) with a runtime built for the test on the CPU, and on CUDA where present. Sources are small
+crops of scikit-image's photos saved as PNG, so the decoded source is exactly the PIL image the
+Pillow reference (`benchmarks.pillow_reference`) is given; with PNG output the result is compared
+pixel by pixel.
 """
 
 from __future__ import annotations

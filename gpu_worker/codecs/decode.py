@@ -168,9 +168,10 @@ def _decode_jpegs(datas: Sequence[bytes], infos: Sequence[SourceInfo], device: t
                   nvjpeg: bool = True) -> list:
     """JPEGs -> list of (C, H, W) tensors on ``device`` (orientation not yet applied) or errors.
 
-    On CUDA (unless ``nvjpeg`` is False) the good files go to nvjpeg in one batched call; if that call fails, each file is
-    tried alone to find the bad one, and a file nvjpeg refuses is tried with libjpeg-turbo on the
-    CPU before it is reported (nvjpeg lacks some JPEG features that libjpeg-turbo has).
+    On CUDA (unless ``nvjpeg`` is False) the good files go to nvjpeg in one batched call; if that
+    call fails, each file is tried alone to find the bad one, and a file nvjpeg refuses is tried
+    with libjpeg-turbo on the CPU before it is reported (nvjpeg lacks some JPEG features that
+    libjpeg-turbo has).
     """
     out: list = [None] * len(datas)
     on_gpu = device.type == "cuda" and nvjpeg
