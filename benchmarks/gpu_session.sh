@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# Everything to check on a borrowed GPU machine, in one call, each stage under its own time limit:
+# The checks to run on a borrowed GPU machine, each stage under its own time limit:
 #
 #   bash benchmarks/gpu_session.sh [STAGE ...]     (default: install info cuda-tests compare profile bench rest)
 #
-#   install     the wheels carried in .whl/ into /tmp/site (the machine has torch and torchvision,
-#               not kornia, runpod or our Pillow pin); see "Rerun on a GPU" in BENCHMARKS.md
+#   install     the wheels carried in .whl/ into /tmp/site (below)
 #   info        the GPU, driver and library versions
 #   cuda-tests  every CUDA test (pytest -m cuda): kernels, codecs, pipeline, handler, GPU faults
 #   compare     CUDA output against CPU output on the reference job, stage by stage
 #   profile     the reference operations on CUDA step by step, eager against torch.compile
-#   bench       benchmarks.run on CUDA next to the CPU peers (BENCH_ARGS, default: --device auto);
-#               about 8 minutes on an H100 machine with --device cuda: give it a call of its own
+#   bench       benchmarks.run on CUDA next to the CPU peers (BENCH_ARGS, default: --device auto)
 #   rest        the rest of the suite on this machine's torch (torch 2.11 there, 2.14 in our pins)
+#
+# On the H100 machine of 2026-11-22 (10-minute calls): "install info cuda-tests compare profile"
+# took about 2.5 minutes and "rest" 4; "bench" with --device cuda needs about 8 minutes (each CUDA
+# child process spends about 30 s starting), so give it a call of its own with BENCH_S=560.
+#
+# The wheels: that machine has Python 3.12 with torch and torchvision but not the rest of our
+# requirements, and cannot download. Here, fetch them for cp312 (x86-64 manylinux), keep those it
+# lacks plus our Pillow pin (not torch, triton, nvidia-*, numpy), and build pyvips' pure-Python
+# wheel; .whl/ is git-ignored and travels with the call (64 MiB at most: moto is left out):
+#   grep -hv '^\s*#\|^-r\|^torch\|^$\|pyvips==\|hadolint\|moto' requirements/runtime.txt \
+#       requirements/dev.txt > /tmp/reqs312.txt
+#   .venv/bin/python -m pip download -d /tmp/whl --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#       --platform manylinux2014_x86_64 -r /tmp/reqs312.txt     (add other manylinux tags if asked)
+#   .venv/bin/python -m pip wheel --no-deps --no-build-isolation pyvips==3.2.0 -w .whl
 #
 # Logs and results go under $OUT (default out/gpu): <stage>.log and bench/latest.{json,md}.
 set -u
