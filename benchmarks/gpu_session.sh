@@ -13,7 +13,8 @@
 #
 # On the H100 machine of 2026-11-22 (10-minute calls): "install info cuda-tests compare profile"
 # took about 2.5 minutes and "rest" 4; "bench" with --device cuda needs about 8 minutes (each CUDA
-# child process spends about 30 s starting), so give it a call of its own with BENCH_S=560.
+# child process spends about 30 s starting), so give it a call of its own with BENCH_S=560. A
+# bench stopped by its limit still writes its tables, marked "CUT SHORT", with the rows it has.
 #
 # The wheels: that machine has Python 3.12 with torch and torchvision but not the rest of our
 # requirements, and cannot download. Here, fetch them for cp312 (x86-64 manylinux), keep those it

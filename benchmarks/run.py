@@ -10,7 +10,8 @@ taken after warm-up runs. Also measured: operations only (the ``Pipeline`` API o
 on the device), decode-only throughput, and each operation alone next to Pillow's.
 
 Writes ``<out>/latest.json``, ``<out>/latest.md`` (the tables) and ``<out>/throughput.png``, and
-prints the tables. ``--device auto`` runs this project on the CPU, and on CUDA too when
+prints the tables; stopped by SIGTERM or Ctrl-C half way, it writes them with the rows measured so
+far, marked as cut short, and exits with status 1. ``--device auto`` runs this project on the CPU, and on CUDA too when
 ``torch.cuda.is_available()``; the peers always run on the CPU.
 """
 
@@ -23,6 +24,7 @@ import io
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -199,7 +201,17 @@ def load_average() -> list[float]:
 # The suite
 
 
-def run_suite(args) -> dict[str, Any]:
+class Stopped(Exception):
+    """SIGTERM arrived (from ``timeout``, say): stop measuring and write what was measured."""
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def run_suite(args, result: dict[str, Any]) -> None:
+    """Run every measurement, filling ``result`` as it goes: when the run is stopped half way,
+    ``result`` holds the rows measured so far (see :func:`finish`)."""
     mode = "quick" if args.quick else "full" if args.full else "default"
     tinfo = torch_info()
     devices = {"auto": ["cpu"] + (["cuda"] if tinfo["cuda_available"] else []), "cpu": ["cpu"],
@@ -214,7 +226,7 @@ def run_suite(args) -> dict[str, Any]:
         by_size = {n: entry for entry in PLANS["default"] + PLANS[mode] for n in [entry[0]]}
         plan = [by_size.get(n, (n, 1, 3, n > 64)) for n in args.sizes]
     micro = MICRO[mode]
-    result: dict[str, Any] = {
+    result.update({
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "mode": mode,
         "machine": machine_info(),
@@ -225,8 +237,7 @@ def run_suite(args) -> dict[str, Any]:
                 "images": "1920x1080 JPEG q90 from scikit-image photos (benchmarks/images.py), base64 in"},
         "load_average_before": load_average(),
         "jobs": [],
-    }
-    started = time.perf_counter()
+    })
     largest = max([n for n, *_ in plan] + [m[0] for m in micro.values()])
     with tempfile.TemporaryDirectory(prefix="gpu-worker-bench-") as tmp:
         images_path = images.save_set(largest, Path(tmp) / "images")
@@ -260,10 +271,13 @@ def run_suite(args) -> dict[str, Any]:
             contention_started = time.perf_counter()
             result["contention"] = contention(images_path, devices)
             result["contention_s"] = round(time.perf_counter() - contention_started, 1)
+
+
+def finish(result: dict[str, Any], started: float) -> None:
+    """Add the run's closing numbers and the comparisons between peers to ``result``."""
     result["load_average_after"] = load_average()
     result["runtime_s"] = round(time.perf_counter() - started, 1)
     _add_comparisons(result)
-    return result
 
 
 #: (label, peer, extra environment) measured with one core kept busy by another process.
@@ -473,6 +487,8 @@ def header(result: dict[str, Any]) -> str:
     ours = next((r for r in result["jobs"] if r.get("peer") == "ours-cpu" and "torch_threads" in r), None)
     policy = (f"; ours-cpu worked on {ours.get('cpu_image_threads', 1)} image(s) at once, "
               f"{ours['torch_threads']} torch thread(s) each") if ours else ""
+    if "cut_short" in result:
+        warning += f"CUT SHORT: this run was {result['cut_short']}; the tables hold what was measured before.\n"
     return warning + (f"{result['date']} ({result['mode']} run, {result['runtime_s']} s{extra}); {m['cpu']}, "
             f"{m['logical_cores']} logical cores, {m['ram_gb']} GB RAM; load average before "
             f"{result['load_average_before']}, after {result['load_average_after']}\n"
@@ -496,7 +512,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="batch sizes to run instead of the mode's, e.g. 1,16")
     args = parser.parse_args(argv)
 
-    result = run_suite(args)
+    result: dict[str, Any] = {}
+    started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        run_suite(args, result)
+    except (Stopped, KeyboardInterrupt) as exc:
+        if not result.get("jobs"):
+            raise
+        result["cut_short"] = f"stopped by {str(exc) or 'Ctrl-C'} after {time.perf_counter() - started:.0f} s"
+    finish(result, started)
     text = header(result) + "\n" + tables(result)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -510,6 +535,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"plot failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     print(text)
     print(f"wrote {out / 'latest.json'}, {out / 'latest.md'}, {out / 'throughput.png'} in {result['runtime_s']} s")
+    if "cut_short" in result:
+        sys.exit(f"the run was {result['cut_short']}: the tables hold what was measured before")
 
 
 if __name__ == "__main__":
