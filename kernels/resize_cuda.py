@@ -27,7 +27,7 @@ from .resize_weights import HALF, PRECISION_BITS
 log = logging.getLogger(__name__)
 
 _enabled = True
-_lock = threading.Lock()  # Dynamo compiles one call at a time
+_lock = threading.Lock()  # calls into Dynamo, one at a time (see compiled_pass)
 _compiled: dict[int, object] = {}  # dim -> compiled function
 
 
@@ -64,15 +64,16 @@ def compiled_pass(planes: torch.Tensor, index: torch.Tensor, weight: torch.Tenso
     None where it is turned off or cannot compile (the caller then runs the eager loop)."""
     if not _enabled:
         return None
-    function = _compiled.get(dim)
-    if function is None:
-        with _lock:
-            if not _enabled:  # another thread's compile failed meanwhile
-                return None
-            if dim not in _compiled:
-                return _compile_and_run(planes, index, weight, dim)
-            function = _compiled[dim]
-    return function(planes, index, weight)
+    # One call at a time: Dynamo is not thread-safe (pytorch/pytorch#118260), and the worker's
+    # concurrent jobs run their stacks on several threads. A call only checks its guards and
+    # launches the kernel, so the lock is held for microseconds (seconds only while compiling).
+    with _lock:
+        if not _enabled:  # another thread's compile failed meanwhile
+            return None
+        function = _compiled.get(dim)
+        if function is None:
+            return _compile_and_run(planes, index, weight, dim)
+        return function(planes, index, weight)
 
 
 def _compile_and_run(planes: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor | None:

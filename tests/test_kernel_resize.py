@@ -8,6 +8,7 @@ difference is 0 everywhere; the parity tests still use the shared tolerance tabl
 from __future__ import annotations
 
 import importlib
+import threading
 
 import pytest
 import torch
@@ -297,3 +298,56 @@ def test_cuda_resize_runs_the_compiled_passes_and_matches_the_eager_loop():
     finally:
         resize_cuda.set_enabled(was)
     assert torch.equal(compiled, eager)
+
+
+@pytest.fixture
+def fresh_compiled_passes():
+    """kernels.resize_cuda with nothing compiled yet; its state is restored afterwards."""
+    was_enabled, was_compiled = resize_cuda.enabled(), dict(resize_cuda._compiled)
+    resize_cuda._compiled.clear()
+    resize_cuda.set_enabled(True)
+    yield resize_cuda
+    resize_cuda._compiled.clear()
+    resize_cuda._compiled.update(was_compiled)
+    resize_cuda.set_enabled(was_enabled)
+
+
+def test_compiled_passes_from_several_threads_equal_the_eager_sum(fresh_compiled_passes):
+    """The compile path that CUDA takes, run here through Inductor's CPU backend (a real compile,
+    ~5-20 s): one compiled kernel per pass serves random sizes and filters from four threads at
+    once (calls are serialised: Dynamo is not thread-safe) and gives the eager sum's bytes."""
+    failures = []
+
+    def work(seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        for _ in range(4):
+            rows, cols, out_size = (int(v) for v in torch.randint(2, 70, (3,), generator=generator))
+            filter = RESAMPLING_FILTERS[1 + int(torch.randint(0, 3, (1,), generator=generator))]
+            planes = torch.randint(0, 256, (3, rows, cols), dtype=torch.uint8, generator=generator)
+            for dim, size, eager in ((1, rows, resize_cuda.gather_sum_rows), (2, cols, resize_cuda.gather_sum_cols)):
+                index, weight = resize_module._resample_table(size, out_size, filter, planes.device)
+                got = resize_cuda.compiled_pass(planes, index, weight, dim)
+                if got is None or not torch.equal(got, eager(planes, index, weight)):
+                    failures.append((seed, dim, rows, cols, out_size, filter))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    assert resize_cuda.enabled() and set(resize_cuda._compiled) == {1, 2}
+
+
+def test_a_compiler_that_fails_turns_the_compiled_passes_off(fresh_compiled_passes, monkeypatch, caplog):
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Failed to find C compiler")  # what Triton says without gcc
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    planes = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8)
+    index, weight = resize_module._resample_table(30, 12, "lanczos", planes.device)
+    with caplog.at_level("WARNING", logger="kernels.resize_cuda"):
+        assert resize_cuda.compiled_pass(planes, index, weight, 2) is None
+    assert "torch.compile failed for the resize passes" in caplog.text and "C compiler" in caplog.text
+    assert not resize_cuda.enabled() and not resize_cuda._compiled
+    assert resize_cuda.compiled_pass(planes, index, weight, 2) is None  # off: no second attempt
