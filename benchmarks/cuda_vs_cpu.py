@@ -57,8 +57,9 @@ def run_job(device: str, jpegs: list[bytes], output: dict, codec: str = "nvjpeg"
     from gpu_worker.handler import run_sync
     from gpu_worker.runtime import build_runtime, set_runtime
 
-    set_runtime(build_runtime(dataclasses.replace(Settings(), gpu_worker_device=device, cuda_jpeg_codec=codec, cache_max_bytes=0,
-                                                  upload_threshold_bytes=1 << 30)))  # all inline
+    settings = dataclasses.replace(Settings(), gpu_worker_device=device, cuda_jpeg_codec=codec,
+                                   cache_max_bytes=0, upload_threshold_bytes=1 << 30)  # all inline
+    set_runtime(build_runtime(settings))
     job = {"images": [{"image": {"base64": base64.b64encode(j).decode()}} for j in jpegs],
            "operations": OPERATIONS, "output": output}
     response = run_sync({"id": f"compare-{device}", "input": job})
