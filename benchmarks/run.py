@@ -11,8 +11,9 @@ on the device), decode-only throughput, and each operation alone next to Pillow'
 
 Writes ``<out>/latest.json``, ``<out>/latest.md`` (the tables) and ``<out>/throughput.png``, and
 prints the tables; stopped by SIGTERM or Ctrl-C half way, it writes them with the rows measured so
-far, marked as cut short, and exits with status 1. ``--device auto`` runs this project on the CPU, and on CUDA too when
-``torch.cuda.is_available()``; the peers always run on the CPU.
+far, marked as cut short, and exits with status 1. ``--device auto`` runs this project on the CPU,
+and on CUDA too when ``torch.cuda.is_available()`` (with both JPEG codecs, ``ours-cuda`` and
+``ours-cuda-libjpeg``); the peers always run on the CPU.
 """
 
 from __future__ import annotations
