@@ -41,9 +41,9 @@ def _luma(rgb: torch.Tensor) -> torch.Tensor:
     r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
     wr, wg, wb = _LUMA_WEIGHTS
     acc = r * wr
-    acc += g * wg
-    acc += b * wb
-    acc += 0x8000
+    # add_ with alpha: no temporary per channel. Fused or not, every product and sum is an exact
+    # integer in float32, so the result cannot depend on how it is evaluated.
+    acc.add_(g, alpha=wg).add_(b, alpha=wb).add_(0x8000)
     return acc.mul_(1.0 / 65536).floor_()
 
 
@@ -106,7 +106,12 @@ def _mean_level(luma: torch.Tensor) -> torch.Tensor:
     exactly (below 2**53), so ``floor(sum / n + 0.5)`` here is the same double arithmetic.
     """
     n = luma.shape[-2] * luma.shape[-1]
-    total = luma.sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float64)
+    if luma.shape[-1] * 255 < 2**24:
+        # A row's sum and every partial sum of it are integers below 2**24: exact in float32,
+        # and this skips converting the whole image to float64 first.
+        total = luma.sum(dim=-1, keepdim=True).sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float64)
+    else:
+        total = luma.sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float64)
     return total.div_(n).add_(0.5).floor_().to(torch.float32)
 
 

@@ -126,3 +126,18 @@ def test_adjust_with_no_factor_is_a_copy(device):
     x = to_tensor(image("RGB", (5, 3)), device)
     out = adjust(x)
     assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+
+
+@pytest.mark.parametrize("width", [1, 800, 65792, 65793, 70001])  # 65792 * 255 < 2**24 <= 65793 * 255
+def test_contrast_mean_is_exact_for_any_width(width):
+    """The mean level Contrast blends with: ImageStat's exact integer sum divided as a double,
+    rounded half up; float32 row sums are used only where they are exact."""
+    from kernels.color import _mean_level
+
+    generator = torch.Generator().manual_seed(width)
+    luma = torch.randint(0, 256, (2, 1, 3, width), generator=generator).to(torch.float32)
+    luma[1] = 255.0  # the largest row sums
+    for b in range(2):
+        total = int(luma[b].to(torch.int64).sum())
+        expected = math.floor(total / luma[b].numel() + 0.5)
+        assert _mean_level(luma)[b].item() == expected
