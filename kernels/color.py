@@ -93,14 +93,17 @@ def _check_factor(name: str, value: object) -> float | None:
     return factor
 
 
-def _blend(degenerate: torch.Tensor, image: torch.Tensor, factor: float) -> torch.Tensor:
+def _blend(degenerate: torch.Tensor, image: torch.Tensor, factor: float, truncate: bool = True) -> torch.Tensor:
     """Blend.c on float32 tensors of integers, in place on ``image``: result holds integers 0..255.
 
     ``degenerate + factor * (image - degenerate)`` with each step rounded to float32 as C does
     (separate ops, no fused multiply-add), then clipped to 0..255 and truncated. Within [0, 1]
     Pillow skips the clip because the value is already in range, so one rule covers both branches.
+    ``truncate=False`` leaves the truncation to the caller's conversion to uint8 (the same, on
+    values already clipped to 0..255), saving a pass.
     """
-    return image.sub_(degenerate).mul_(factor).add_(degenerate).clamp_(0.0, 255.0).floor_()
+    image.sub_(degenerate).mul_(factor).add_(degenerate).clamp_(0.0, 255.0)
+    return image.floor_() if truncate else image
 
 
 def _mean_level(luma: torch.Tensor) -> torch.Tensor:
@@ -159,16 +162,19 @@ def adjust(
         return images.clone()
 
     x = color_channels(images).to(torch.float32)  # a new tensor: the steps below work in place
+    # Each step truncates to integers, except the last: the conversion to uint8 below does that.
     if b is not None:
         # Blend with black: 0 + b * (x - 0) rounds exactly as b * x.
-        x.mul_(b).clamp_(0.0, 255.0).floor_()
+        x.mul_(b).clamp_(0.0, 255.0)
+        if c is not None or s is not None:
+            x.floor_()
     if c is not None:
         # The mean needs the whole brightened image: this reduction is the one pass that cannot
         # be fused with the elementwise steps around it.
         luma = _luma(x) if x.shape[1] == 3 else x
-        x = _blend(_mean_level(luma), x, c)
+        x = _blend(_mean_level(luma), x, c, truncate=s is not None)
     if s is not None:
-        x = _blend(_luma(x), x, s)
+        x = _blend(_luma(x), x, s, truncate=False)
 
     out = x.to(torch.uint8)
     if has_alpha(images):
