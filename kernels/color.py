@@ -106,20 +106,75 @@ def _blend(degenerate: torch.Tensor, image: torch.Tensor, factor: float, truncat
     return image.floor_() if truncate else image
 
 
-def _mean_level(luma: torch.Tensor) -> torch.Tensor:
-    """``int(ImageStat.Stat(L).mean[0] + 0.5)`` per image, as float32 ``(B, 1, 1, 1)``, on device.
+def _luma_total(luma: torch.Tensor) -> torch.Tensor:
+    """The exact sum of each image's levels in float32 ``(B, 1, H, W)`` ``luma``: float64 ``(B, 1, 1, 1)``."""
+    if luma.shape[-1] * 255 < 2**24:
+        # A row's sum and every partial sum of it are integers below 2**24: exact in float32,
+        # and this skips converting the whole image to float64 first.
+        luma = luma.sum(dim=-1, keepdim=True)
+    return luma.sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float64)
+
+
+def _mean_level(total: torch.Tensor, pixels: int) -> torch.Tensor:
+    """``int(ImageStat.Stat(L).mean[0] + 0.5)`` from each image's exact level sum: float32, same shape.
 
     ImageStat sums the levels exactly (Python ints) and divides as doubles; float64 holds the sum
     exactly (below 2**53), so ``floor(sum / n + 0.5)`` here is the same double arithmetic.
     """
-    n = luma.shape[-2] * luma.shape[-1]
-    if luma.shape[-1] * 255 < 2**24:
-        # A row's sum and every partial sum of it are integers below 2**24: exact in float32,
-        # and this skips converting the whole image to float64 first.
-        total = luma.sum(dim=-1, keepdim=True).sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float64)
-    else:
-        total = luma.sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float64)
-    return total.div_(n).add_(0.5).floor_().to(torch.float32)
+    return (total / pixels).add_(0.5).floor_().to(torch.float32)
+
+
+def _brighten(x: torch.Tensor, factor: float | None, truncate: bool) -> torch.Tensor:
+    """Brightness in place on float32 integers, clipped to 0..255 and, with ``truncate``, truncated.
+    Blend with black: ``0 + factor * (x - 0)`` rounds exactly as ``factor * x``."""
+    if factor is not None:
+        x.mul_(factor).clamp_(0.0, 255.0)
+        if truncate:
+            x.floor_()
+    return x
+
+
+def _contrast_and_color(x: torch.Tensor, means: torch.Tensor | None, contrast: float | None,
+                        saturation: float | None) -> torch.Tensor:
+    """Contrast (blend with the mean levels ``means``), then Color (blend with the luma), in place;
+    the last step is left untruncated for the conversion to uint8."""
+    if contrast is not None:
+        _blend(means, x, contrast, truncate=saturation is not None)
+    if saturation is not None:
+        _blend(_luma(x), x, saturation, truncate=False)
+    return x
+
+
+#: Pixels per plane in one piece of :func:`_saturate_in_pieces`.
+CPU_PIECE_PIXELS = 1 << 16
+
+
+def _saturate_in_pieces(x: torch.Tensor, brightness: float | None, contrast: float | None,
+                        saturation: float) -> torch.Tensor:
+    """:func:`adjust` of uint8 RGB ``x`` on the CPU when it asks for saturation, a few rows of one
+    image at a time through one reused float32 buffer: Color's blends, against a per-pixel luma,
+    then run in cache (800x450 photo, one thread: 3.1 -> 1.7 ms). Contrast's mean then needs a
+    pass of its own first. Without saturation the whole image at once is faster (measured)."""
+    b, c, h, w = x.shape
+    rows = max(1, CPU_PIECE_PIXELS // w)
+    pieces = [(i, top) for i in range(b) for top in range(0, h, rows)]
+    buffer = torch.empty(c * min(rows, h) * w, dtype=torch.float32)
+
+    def brightened(i: int, top: int) -> torch.Tensor:
+        part = x[i : i + 1, :, top : top + rows]
+        return _brighten(buffer[: part.numel()].view(part.shape).copy_(part), brightness, truncate=True)
+
+    means = None
+    if contrast is not None:
+        totals = torch.zeros((b, 1, 1, 1), dtype=torch.float64)
+        for i, top in pieces:
+            totals[i] += _luma_total(_luma(brightened(i, top)))[0]
+        means = _mean_level(totals, h * w)
+    out = torch.empty(x.shape, dtype=torch.uint8)
+    for i, top in pieces:
+        mean = None if means is None else means[i : i + 1]
+        out[i : i + 1, :, top : top + rows] = _contrast_and_color(brightened(i, top), mean, contrast, saturation)
+    return out
 
 
 def adjust(
@@ -161,22 +216,17 @@ def adjust(
     if b is None and c is None and s is None:
         return images.clone()
 
-    x = color_channels(images).to(torch.float32)  # a new tensor: the steps below work in place
-    # Each step truncates to integers, except the last: the conversion to uint8 below does that.
-    if b is not None:
-        # Blend with black: 0 + b * (x - 0) rounds exactly as b * x.
-        x.mul_(b).clamp_(0.0, 255.0)
-        if c is not None or s is not None:
-            x.floor_()
-    if c is not None:
-        # The mean needs the whole brightened image: this reduction is the one pass that cannot
-        # be fused with the elementwise steps around it.
-        luma = _luma(x) if x.shape[1] == 3 else x
-        x = _blend(_mean_level(luma), x, c, truncate=s is not None)
-    if s is not None:
-        x = _blend(_luma(x), x, s, truncate=False)
-
-    out = x.to(torch.uint8)
+    x = color_channels(images)
+    if s is not None and x.device.type == "cpu":
+        out = _saturate_in_pieces(x, b, c, s)
+    else:
+        # Each step truncates to integers, except the last: the conversion to uint8 does that.
+        f = _brighten(x.to(torch.float32), b, truncate=c is not None or s is not None)
+        # The mean needs the whole brightened image: the one pass that cannot be fused with the
+        # elementwise steps around it.
+        means = None if c is None else _mean_level(_luma_total(_luma(f) if f.shape[1] == 3 else f),
+                                                   f.shape[2] * f.shape[3])
+        out = _contrast_and_color(f, means, c, s).to(torch.uint8)
     if has_alpha(images):
         out = torch.cat([out, images[:, -1:]], dim=1)
     return out

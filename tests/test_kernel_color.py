@@ -132,12 +132,33 @@ def test_adjust_with_no_factor_is_a_copy(device):
 def test_contrast_mean_is_exact_for_any_width(width):
     """The mean level Contrast blends with: ImageStat's exact integer sum divided as a double,
     rounded half up; float32 row sums are used only where they are exact."""
-    from kernels.color import _mean_level
+    from kernels.color import _luma_total, _mean_level
 
     generator = torch.Generator().manual_seed(width)
     luma = torch.randint(0, 256, (2, 1, 3, width), generator=generator).to(torch.float32)
     luma[1] = 255.0  # the largest row sums
+    totals = _luma_total(luma)
+    means = _mean_level(totals, 3 * width)
     for b in range(2):
         total = int(luma[b].to(torch.int64).sum())
-        expected = math.floor(total / luma[b].numel() + 0.5)
-        assert _mean_level(luma)[b].item() == expected
+        assert totals[b].item() == total
+        assert means[b].item() == math.floor(total / (3 * width) + 0.5)
+
+
+def test_saturation_in_pieces_equals_the_whole_image(monkeypatch):
+    """On the CPU, adjust with saturation runs a few rows at a time (kernels.color.CPU_PIECE_PIXELS):
+    the result equals one piece holding the whole image, for a batch whose rows do not divide
+    evenly into pieces, with and without brightness and contrast before it."""
+    import kernels.color as color
+
+    batch = torch.cat([to_tensor(sample("RGB", (301, 203), name)) for name in COLOR_PHOTOS[:2]])
+    monkeypatch.setattr(color, "CPU_PIECE_PIXELS", 301 * 10)  # 21 pieces per image, the last of 3 rows
+    for factors in [(None, None, 1.6), (1.2, 0.7, 0.4), (None, 1.3, 2.0)]:
+        pieces = adjust(batch, *factors)
+        monkeypatch.setattr(color, "CPU_PIECE_PIXELS", 1 << 30)
+        whole = adjust(batch, *factors)
+        monkeypatch.setattr(color, "CPU_PIECE_PIXELS", 301 * 10)
+        assert torch.equal(pieces, whole), factors
+        for i, name in enumerate(COLOR_PHOTOS[:2]):
+            expected = pil_array(pillow_adjust(sample("RGB", (301, 203), name), *factors))
+            assert max_abs_diff(to_array(pieces[i : i + 1]), expected) <= PILLOW_ATOL["adjust"], (factors, name)
