@@ -272,7 +272,7 @@ class JobRunner:
     def _decode(self, items: list[Item]) -> list[torch.Tensor | JobError]:
         try:
             return decode_batch([item.data for item in items], self.device, [item.info for item in items],
-                                nvjpeg=self.settings.cuda_jpeg_codec == "nvjpeg")
+                                nvjpeg=self._nvjpeg)
         except Exception as exc:  # noqa: BLE001 - decode_batch returns per-item errors; this is a bug
             return [JobError(_describe_failure("decoding", exc))] * len(items)
 
@@ -325,7 +325,7 @@ class JobRunner:
         fmt, quality = group[0].spec.output.format, group[0].spec.output.quality
         try:
             batch = group[0].result.unsqueeze(0) if len(group) == 1 else torch.stack([i.result for i in group])
-            encoded = encode(batch, fmt, quality, nvjpeg=self.settings.cuda_jpeg_codec == "nvjpeg")
+            encoded = encode(batch, fmt, quality, nvjpeg=self._nvjpeg)
         except Exception as exc:  # noqa: BLE001
             message = _describe_failure(f"encoding {fmt}", exc)
             for item in group:
@@ -396,10 +396,15 @@ class JobRunner:
         return _ms_since(started)
 
     @property
+    def _nvjpeg(self) -> bool:
+        """Whether JPEGs are decoded and encoded by nvjpeg on CUDA (CUDA_JPEG_CODEC=nvjpeg)."""
+        return self.settings.cuda_jpeg_codec == "nvjpeg"
+
+    @property
     def _on_host_threads(self) -> bool:
         """Decode and encode one image per call on the host's threads: on the CPU, and on CUDA
         when JPEGs go through libjpeg-turbo (CUDA_JPEG_CODEC=libjpeg)."""
-        return self.device.type == "cpu" or self.settings.cuda_jpeg_codec != "nvjpeg"
+        return self.device.type == "cpu" or not self._nvjpeg
 
     def _sync(self) -> None:
         """Wait for queued device work, so stage timings measure the stage (CUDA is asynchronous)."""
