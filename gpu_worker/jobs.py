@@ -65,6 +65,7 @@ class Item:
     spec: Optional[ImageJob] = None
     plan: Optional[Plan] = None
     data: Optional[bytes] = None
+    digest: str = ""  # SHA-256 of data (hex), the cache key's first part; set while fetching
     info: Optional[SourceInfo] = None
     source: Optional[torch.Tensor] = None
     result: Optional[torch.Tensor] = None
@@ -200,6 +201,8 @@ class JobRunner:
                                      timeout_s=self.settings.fetch_timeout_s)
         except JobError as exc:
             raise type(exc)(_prefixed(item, str(exc))) from None
+        if self.cache is not None:  # hashed here, on the I/O threads (hashlib lets go of the GIL)
+            item.digest = hashlib.sha256(item.data).hexdigest()
         item.fetch_ms = _ms_since(started)
 
     def _probe(self, item: Item) -> None:
@@ -249,9 +252,8 @@ class JobRunner:
 
     def _cache_key(self, item: Item) -> str:
         spec = item.spec
-        digest = hashlib.sha256(item.data).hexdigest()
         settings = f"{spec.output.format}:{spec.output.quality}:{','.join(spec.analysis_targets)}"
-        return f"{digest}|{item.plan.key}|{settings}"
+        return f"{item.digest}|{item.plan.key}|{settings}"
 
     def _decode_all(self, items: list[Item]) -> None:
         todo = self._live(items)
