@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # The checks to run on a borrowed GPU machine, each stage under its own time limit:
 #
-#   bash benchmarks/gpu_session.sh [STAGE ...]     (default: install info cuda-tests compare profile bench rest)
+#   bash benchmarks/gpu_session.sh [STAGE ...]     (default: install info cuda-tests compare profile chunks
+#                                                   coldstart bench rest)
 #
 #   install     the wheels carried in .whl/ into /tmp/site (below)
 #   info        the GPU, driver and library versions
 #   cuda-tests  every CUDA test (pytest -m cuda): kernels, codecs, pipeline, handler, GPU faults
 #   compare     CUDA output against CPU output on the reference job, stage by stage
 #   profile     the reference operations on CUDA step by step, eager against torch.compile
+#   chunks      the 64-image reference job at CHUNK_IMAGES 0, 8, 16, 32 (decode overlapping the rest)
+#   coldstart   a fresh worker's time to take jobs and its first jobs, CUDA_COMPILE 0, 1 and 2
 #   bench       benchmarks.run on CUDA next to the CPU peers (BENCH_ARGS, default: --device auto)
 #   rest        the rest of the suite on this machine's torch (torch 2.11 there, 2.14 in our pins)
 #
 # On the H100 machine of 2026-11-22 (10-minute calls): "install info cuda-tests compare profile"
-# took about 2.5 minutes and "rest" 4; "bench" with --device cuda needs about 8 minutes (each CUDA
-# child process spends about 30 s starting), so give it a call of its own with BENCH_S=560. A
-# bench stopped by its limit still writes its tables, marked "CUT SHORT", with the rows it has.
+# took about 2.5 minutes and "rest" 4; "install chunks coldstart" (added later) should take about
+# 4. "bench" with --device cuda needs about 8 minutes (each CUDA child process spent about 30 s
+# starting), so give it a call of its own with BENCH_S=560. A bench stopped by its limit still
+# writes its tables, marked "CUT SHORT", with the rows it has.
 #
 # The wheels: that machine has Python 3.12 with torch and torchvision but not the rest of our
 # requirements, and cannot download. Here, fetch them for cp312 (x86-64 manylinux), keep those it
@@ -45,7 +49,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to $OUT/N
     tail -n 25 "$OUT/$name.log"
 }
 
-for step in "${@:-install info cuda-tests compare profile bench rest}"; do
+for step in "${@:-install info cuda-tests compare profile chunks coldstart bench rest}"; do
     for s in $step; do
         case $s in
             install) stage install 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -59,6 +63,8 @@ except Exception as e: print(\"TorchScript fails:\", type(e).__name__, e)'" ;;
             cuda-tests) stage cuda-tests "${CUDA_TESTS_S:-240}" "$PY" -m pytest -m cuda --timeout 120 "${NOT_CARRIED[@]}" ;;
             compare) stage compare "${COMPARE_S:-120}" "$PY" -m benchmarks.cuda_vs_cpu ;;
             profile) stage profile "${PROFILE_S:-120}" "$PY" -m benchmarks.cuda_profile ;;
+            chunks) stage chunks "${CHUNKS_S:-150}" "$PY" -m benchmarks.chunks --device cuda ;;
+            coldstart) stage coldstart "${COLDSTART_S:-200}" "$PY" -m benchmarks.cold_start --device cuda ;;
             bench) stage bench "${BENCH_S:-560}" "$PY" -m benchmarks.run ${BENCH_ARGS:---device auto} --out "$OUT/bench" ;;
             rest) stage rest "${REST_S:-300}" "$PY" -m pytest -v -m "not cuda" --timeout 120 "${NOT_CARRIED[@]}" ;;
             *) echo "unknown stage $s" >&2; exit 2 ;;

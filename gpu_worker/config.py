@@ -37,8 +37,9 @@ class Settings:
     #: use, cgroup CPU quota included; gpu_worker.cpu_pool.available_cores). On CUDA used only by
     #: CUDA_JPEG_CODEC=libjpeg.
     cpu_threads: int = 0
-    #: CUDA only: 1 runs the resize passes as kernels compiled by torch.compile (compiled at start,
-    #: a few seconds; several times faster, same pixels), 0 as the eager tap loop.
+    #: CUDA only: the resize passes as kernels compiled by torch.compile (several times faster, the
+    #: same pixels; compiling takes a few seconds once): 1 compiles them in the background while
+    #: jobs run the eager tap loop, 2 compiles them before the worker takes jobs, 0 never.
     cuda_compile: int = 1
     #: CUDA only: the JPEG codec. nvjpeg decodes and encodes on the GPU (fast; its pixels are a few
     #: levels from Pillow's); libjpeg decodes and encodes on the host with libjpeg-turbo, Pillow's
@@ -53,6 +54,11 @@ class Settings:
     max_batch_items: int = 256
     max_batch_pixels: int = 1_000 * MB  # total decoded pixels of one batch job
     fetch_timeout_s: float = 15.0
+
+    # --- device work ---
+    #: Images of a batch job handed to the device at once; the next chunk is decoded while this
+    #: one's operations and encode run (0: as many as BATCH_MAX_PIXELS allows).
+    chunk_images: int = 16
 
     # --- cross-job batcher ---
     batch_wait_ms: float = 5.0
@@ -92,8 +98,8 @@ def load_settings(path: str | os.PathLike | None = None, environ: dict[str, str]
     return Settings(**{name: _coerce(name, value) for name, value in values.items()})
 
 
-#: Settings that take one of a few words.
-CHOICES = {"cuda_jpeg_codec": ("nvjpeg", "libjpeg")}
+#: Settings that take one of a few values.
+CHOICES = {"cuda_jpeg_codec": ("nvjpeg", "libjpeg"), "cuda_compile": (0, 1, 2)}
 
 
 def _coerce(name: str, value: object) -> object:
@@ -117,5 +123,5 @@ def _coerce(name: str, value: object) -> object:
     if kind in (int, float) and result < 0:
         raise ValueError(f"setting {name} ({name.upper()}) must not be negative, got {value!r}")
     if name in CHOICES and result not in CHOICES[name]:
-        raise ValueError(f"setting {name} ({name.upper()}) must be one of {', '.join(CHOICES[name])}, got {value!r}")
+        raise ValueError(f"setting {name} ({name.upper()}) must be one of {', '.join(map(str, CHOICES[name]))}, got {value!r}")
     return result

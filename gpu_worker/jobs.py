@@ -30,6 +30,7 @@ from gpu_worker.cache import ResultCache
 from gpu_worker.codecs import SourceInfo, check_pixels, decode_batch, encode, probe
 from gpu_worker.codecs.encode import MAX_SIDE
 from gpu_worker.config import Settings
+from gpu_worker.decode_ahead import decoded_ahead
 from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
 from gpu_worker.fetch import fetch_source
@@ -148,13 +149,12 @@ class JobRunner:
         self._stage(items, self._probe)
         self._check_batch_pixels(items)
         self._stage(items, self._lookup_cache)
-        # Device work goes chunk by chunk, so a large batch never holds all its pixels at once.
+        # Device work goes chunk by chunk, so a large batch never holds all its pixels at once,
+        # and the next chunk decodes while this one's operations and encode run.
         todo = [item for item in self._live(items) if not item.cached]
-        pixels = max((item.info.width * item.info.height for item in todo), default=1)
         done = len(items) - len(todo)
-        for chunk_indices in chunks(list(range(len(todo))), pixels, self.settings.batch_max_pixels):
-            chunk = [todo[i] for i in chunk_indices]
-            timings["decode"] += self._timed(self._decode_all, chunk)
+        for chunk, decode_ms in decoded_ahead(self._chunks(todo), self._decode_all, self.device):
+            timings["decode"] += decode_ms
             timings["ops"] += self._timed(self._ops_all, chunk)
             timings["encode"] += self._timed(self._encode_all, chunk)
             done += len(chunk)
@@ -163,6 +163,14 @@ class JobRunner:
         self._stage(items, self._store_cache)
         timings["upload"] = self._timed(lambda its: self._upload_all(its, job_id), items)
         return {name: round(value, 3) for name, value in timings.items()}
+
+    def _chunks(self, todo: list[Item]) -> list[list[Item]]:
+        """``todo`` in chunks of at most CHUNK_IMAGES images and BATCH_MAX_PIXELS pixels."""
+        pixels = max((item.info.width * item.info.height for item in todo), default=1)
+        per_chunk = self.settings.chunk_images or len(todo)
+        return [[todo[i] for i in indices[start : start + per_chunk]]
+                for indices in chunks(list(range(len(todo))), pixels, self.settings.batch_max_pixels)
+                for start in range(0, len(indices), per_chunk)]
 
     def _stage(self, items: list[Item], work: Callable[[Item], None]) -> None:
         """Run ``work`` on every live item; a JobError fails that item only."""
@@ -255,10 +263,11 @@ class JobRunner:
         settings = f"{spec.output.format}:{spec.output.quality}:{','.join(spec.analysis_targets)}"
         return f"{item.digest}|{item.plan.key}|{settings}"
 
-    def _decode_all(self, items: list[Item]) -> None:
+    def _decode_all(self, items: list[Item]) -> list[torch.Tensor]:
+        """Decode the live items' sources (and analyse them when asked); returns those tensors."""
         todo = self._live(items)
         if not todo:
-            return
+            return []
         if self._on_host_threads:  # one image per call, several at once (gpu_worker.cpu_pool)
             decoded = map_images(lambda item: self._decode([item])[0], todo)
         else:  # one batched call (nvjpeg)
@@ -270,6 +279,7 @@ class JobRunner:
                 item.source = image
         self._analyze(todo, "source")
         self._sync()
+        return [item.source for item in todo if item.source is not None]
 
     def _decode(self, items: list[Item]) -> list[torch.Tensor | JobError]:
         try:
@@ -409,9 +419,11 @@ class JobRunner:
         return self.device.type == "cpu" or not self._nvjpeg
 
     def _sync(self) -> None:
-        """Wait for queued device work, so stage timings measure the stage (CUDA is asynchronous)."""
+        """Wait for the work this thread queued on the device, so stage timings measure the stage
+        (CUDA is asynchronous). Only this thread's stream: the decode of the next chunk, on its
+        own stream (gpu_worker.decode_ahead), goes on meanwhile."""
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            torch.cuda.current_stream(self.device).synchronize()
 
 
 def error_response(message: str) -> dict[str, Any]:

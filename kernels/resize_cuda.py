@@ -9,15 +9,18 @@ the height pass 2.8 -> 0.8 ms, bit-identical (the same int32 arithmetic; BENCHMA
 Compiled with ``dynamic=True``: one kernel serves every size, filter and batch. A new size pair
 compiled nothing (measured: 0.00 s on its first call); Dynamo still compiles once more for a
 size of 1 (one plane, one output row), which it specialises. The first call in a process compiles
-(about 4 s for the width pass, 2 s for the height pass on the H100 machine): :func:`warm_up` does
-it at worker start. Where compiling fails (no Triton, no C compiler for Triton's launcher) a
-warning is logged once and ``compiled_pass`` returns None, so the caller runs the eager loop.
+(about 4 s for the width pass, 2 s for the height pass on the H100 machine). :func:`warm_up` does
+it at worker start, by default on a background thread: until it is done, calls return None and
+the caller runs the eager loop, so the worker takes jobs without waiting for the compiler. Where
+compiling fails (no Triton, no C compiler for Triton's launcher) a warning is logged once and
+``compiled_pass`` returns None from then on.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import warnings
 
 import torch
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 _enabled = True
 _lock = threading.Lock()  # calls into Dynamo, one at a time (see compiled_pass)
 _compiled: dict[int, object] = {}  # dim -> compiled function
+_background: threading.Thread | None = None  # the warm-up's compile, when it runs in the background
+_compiling = threading.Event()  # set while it runs: calls go to the eager loop meanwhile
 
 
 def set_enabled(enabled: bool) -> None:
@@ -61,9 +66,14 @@ def gather_sum_cols(planes: torch.Tensor, index: torch.Tensor, weight: torch.Ten
 
 def compiled_pass(planes: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor | None:
     """The pass along ``dim`` (1: rows, 2: columns) of CUDA ``planes`` by the compiled kernel, or
-    None where it is turned off or cannot compile (the caller then runs the eager loop)."""
-    if not _enabled:
+    None where it is turned off, cannot compile, or is being compiled in the background (the
+    caller then runs the eager loop)."""
+    if not _enabled or _compiling.is_set():
         return None
+    return _run(planes, index, weight, dim)
+
+
+def _run(planes: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, dim: int) -> torch.Tensor | None:
     # One call at a time: Dynamo is not thread-safe (pytorch/pytorch#118260), and the worker's
     # concurrent jobs run their stacks on several threads. A call only checks its guards and
     # launches the kernel, so the lock is held for microseconds (seconds only while compiling).
@@ -93,11 +103,49 @@ def _compile_and_run(planes: torch.Tensor, index: torch.Tensor, weight: torch.Te
     return out
 
 
-def warm_up(device: torch.device) -> None:
-    """Compile both passes on ``device`` with sizes that are all different and above 1, so the
-    kernels stay general (Dynamo specialises sizes 0 and 1 and merges sizes that are equal)."""
+def warm_up(device: torch.device, background: bool = False) -> None:
+    """Compile both passes on ``device`` (nothing to do when off or done already).
+
+    ``background``: compile on a daemon thread and return at once; until it is done,
+    :func:`compiled_pass` returns None (the eager loop runs). :func:`wait_until_compiled` waits.
+    """
+    global _background
+    if not _enabled or {1, 2} <= set(_compiled) or _compiling.is_set():
+        return
+    if not background:
+        _compile_both(device)
+        return
+    _compiling.set()  # before the thread starts: no call may wait on the lock it is about to hold
+    _background = threading.Thread(target=_compile_in_background, args=(device,), name="resize-compile", daemon=True)
+    _background.start()
+
+
+def wait_until_compiled(timeout_s: float | None = None) -> bool:
+    """Wait for a background compile started by :func:`warm_up`; True once none is running."""
+    if _background is not None:
+        _background.join(timeout_s)
+    return not _compiling.is_set()
+
+
+def _compile_in_background(device: torch.device) -> None:
+    started = time.perf_counter()
+    try:
+        _compile_both(device)
+    except Exception:  # noqa: BLE001 - the eager loop still works; say why the compile stopped
+        log.exception("compiling the resize passes in the background failed; running them eagerly")
+        set_enabled(False)
+    finally:
+        _compiling.clear()
+    if _enabled:
+        log.info("resize passes compiled in %.1f s (in the background); jobs use them from now on",
+                 time.perf_counter() - started)
+
+
+def _compile_both(device: torch.device) -> None:
+    """Compile both passes with sizes that are all different and above 1, so the kernels stay
+    general (Dynamo specialises sizes 0 and 1 and merges sizes that are equal)."""
     planes = torch.zeros((2, 13, 29), dtype=torch.uint8, device=device)
     for dim, out_size in ((1, 5), (2, 7)):
         index = torch.zeros((3, out_size), dtype=torch.int64, device=device)
         weight = torch.zeros((3, out_size), dtype=torch.int32, device=device)
-        compiled_pass(planes, index, weight, dim)
+        _run(planes, index, weight, dim)

@@ -307,9 +307,52 @@ def fresh_compiled_passes():
     resize_cuda._compiled.clear()
     resize_cuda.set_enabled(True)
     yield resize_cuda
+    assert resize_cuda.wait_until_compiled(timeout_s=120)
     resize_cuda._compiled.clear()
     resize_cuda._compiled.update(was_compiled)
     resize_cuda.set_enabled(was_enabled)
+
+
+def _pass_inputs(dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    planes = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8, generator=torch.Generator().manual_seed(dim))
+    index, weight = resize_module._resample_table(planes.shape[dim], 12, "lanczos", planes.device)
+    return planes, index, weight
+
+
+def test_a_background_compile_leaves_calls_to_the_eager_loop_until_it_is_done(fresh_compiled_passes, monkeypatch):
+    """warm_up(background=True) returns while the compiler is still held back; calls meanwhile
+    return None (the caller's eager loop) instead of waiting; once done they use the kernels.
+    The compile is real (Inductor's CPU backend), only its start is gated."""
+    gate = threading.Event()
+    real_compile = torch.compile
+
+    def gated_compile(*args, **kwargs):
+        assert gate.wait(timeout=60)
+        return real_compile(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", gated_compile)
+    resize_cuda.warm_up(torch.device("cpu"), background=True)
+    rows, cols = _pass_inputs(1), _pass_inputs(2)
+    assert resize_cuda.compiled_pass(*rows, 1) is None and resize_cuda.compiled_pass(*cols, 2) is None
+    assert not resize_cuda.wait_until_compiled(timeout_s=0.1)
+    resize_cuda.warm_up(torch.device("cpu"), background=True)  # a second warm-up (fitness check) waits for nothing
+    gate.set()
+    assert resize_cuda.wait_until_compiled(timeout_s=120)
+    assert resize_cuda.enabled() and set(resize_cuda._compiled) == {1, 2}
+    assert torch.equal(resize_cuda.compiled_pass(*rows, 1), resize_cuda.gather_sum_rows(*rows))
+    assert torch.equal(resize_cuda.compiled_pass(*cols, 2), resize_cuda.gather_sum_cols(*cols))
+
+
+def test_a_background_compile_that_fails_leaves_the_eager_loop_on(fresh_compiled_passes, monkeypatch, caplog):
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Failed to find C compiler")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    with caplog.at_level("WARNING", logger="kernels.resize_cuda"):
+        resize_cuda.warm_up(torch.device("cpu"), background=True)
+        assert resize_cuda.wait_until_compiled(timeout_s=60)
+    assert "torch.compile failed for the resize passes" in caplog.text
+    assert not resize_cuda.enabled() and resize_cuda.compiled_pass(*_pass_inputs(2), 2) is None
 
 
 def test_compiled_passes_from_several_threads_equal_the_eager_sum(fresh_compiled_passes):
@@ -344,8 +387,7 @@ def test_a_compiler_that_fails_turns_the_compiled_passes_off(fresh_compiled_pass
         raise RuntimeError("Failed to find C compiler")  # what Triton says without gcc
 
     monkeypatch.setattr(torch, "compile", no_compiler)
-    planes = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8)
-    index, weight = resize_module._resample_table(30, 12, "lanczos", planes.device)
+    planes, index, weight = _pass_inputs(2)
     with caplog.at_level("WARNING", logger="kernels.resize_cuda"):
         assert resize_cuda.compiled_pass(planes, index, weight, 2) is None
     assert "torch.compile failed for the resize passes" in caplog.text and "C compiler" in caplog.text

@@ -1,0 +1,196 @@
+"""Decoding a batch job's next chunk while the current one runs (gpu_worker.decode_ahead), and
+batch jobs run in chunks of CHUNK_IMAGES images giving the same results as one chunk."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import threading
+
+import pytest
+import torch
+
+from conftest import cuda_only
+from corpus import jpeg, save
+from gpu_worker.codecs import decode_batch, probe
+from gpu_worker.config import Settings
+from gpu_worker.decode_ahead import decoded_ahead
+from gpu_worker.jobs import JobRunner
+from photos import COLOR_PHOTOS, sample
+
+CPU = torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# decoded_ahead on plain Python chunks
+
+
+def test_chunks_come_in_order_each_decoded_once_before_it_is_yielded():
+    decoded: list[int] = []
+
+    def decode(chunk):
+        decoded.append(chunk)
+        return []
+
+    seen = []
+    for chunk, decode_ms in decoded_ahead([0, 1, 2, 3, 4], decode, CPU):
+        assert chunk in decoded and decode_ms >= 0
+        seen.append(chunk)
+    assert seen == [0, 1, 2, 3, 4] and sorted(decoded) == [0, 1, 2, 3, 4]
+
+
+def test_the_next_chunk_decodes_while_the_caller_holds_this_one():
+    next_decoded = threading.Event()
+
+    def decode(chunk):
+        if chunk == 1:
+            next_decoded.set()
+        return []
+
+    for chunk, _ in decoded_ahead([0, 1], decode, CPU):
+        if chunk == 0:  # chunk 1 must decode meanwhile, without the caller moving on
+            assert next_decoded.wait(timeout=10), "chunk 1 was not decoded while chunk 0 was in use"
+
+
+def test_at_most_one_chunk_is_decoded_ahead():
+    ahead = []  # chunks decoded and not yet finished by the caller, when each decode starts
+    finished: set[int] = set()
+    lock = threading.Lock()
+
+    def decode(chunk):
+        with lock:
+            ahead.append(sum(1 for c in range(chunk) if c not in finished))
+        return []
+
+    for chunk, _ in decoded_ahead(list(range(6)), decode, CPU):
+        threading.Event().wait(0.01)  # give a too-eager helper the time to run further ahead
+        with lock:
+            finished.add(chunk)
+    assert max(ahead) <= 1, ahead
+
+
+def test_a_lone_chunk_is_decoded_in_the_calling_thread_and_several_on_a_helper():
+    threads = []
+
+    def decode(chunk):
+        threads.append(threading.current_thread())
+        return []
+
+    list(decoded_ahead(["only"], decode, CPU))
+    assert threads == [threading.current_thread()]
+    threads.clear()
+    list(decoded_ahead(["a", "b", "c"], decode, CPU))
+    assert len(threads) == 3 and threading.current_thread() not in threads
+
+
+def test_a_decode_failure_reaches_the_caller_at_its_chunk():
+    def decode(chunk):
+        if chunk == 2:
+            raise RuntimeError("decoder bug on chunk 2")
+        return []
+
+    seen = []
+    with pytest.raises(RuntimeError, match="chunk 2"):
+        for chunk, _ in decoded_ahead([0, 1, 2, 3], decode, CPU):
+            seen.append(chunk)
+    assert seen == [0, 1]
+
+
+def test_a_caller_that_stops_early_leaves_no_helper_running():
+    release = threading.Event()
+
+    def decode(chunk):
+        if chunk == 1:
+            release.wait(timeout=10)
+        return []
+
+    chunks = decoded_ahead([0, 1, 2], decode, CPU)
+    assert next(chunks)[0] == 0
+    release.set()
+    chunks.close()  # waits for the decode of chunk 1; chunk 2 is never decoded
+    assert not [t for t in threading.enumerate() if t.name.startswith("decode-ahead")]
+
+
+# ---------------------------------------------------------------------------------------------
+# batch jobs in chunks
+
+
+def _job(datas: list[bytes]) -> dict:
+    return {"operations": [{"type": "resize", "params": {"width": 41}}, {"type": "filter", "params": {"name": "sharpen"}},
+                           {"type": "adjust", "params": {"brightness": 1.1, "contrast": 1.2}}],
+            "output": {"format": "PNG"}, "analysis": "source",
+            "images": [{"image": {"base64": base64.b64encode(d).decode()}} for d in datas]}
+
+
+def _sources() -> list[bytes]:
+    """Seven real photos in two sizes and two formats, and a JPEG whose data stops half way (it
+    probes fine and fails in decode, inside the third chunk of two)."""
+    photos = [save(sample("RGB", size, name), fmt) for name in COLOR_PHOTOS
+              for size, fmt in (((97, 61), "PNG"), ((64, 48), "JPEG"))][:7]
+    whole = jpeg((80, 60))
+    return photos[:5] + [whole[: len(whole) // 2]] + photos[5:]
+
+
+@pytest.mark.parametrize("chunk_images", [1, 2, 3])
+def test_a_batch_in_chunks_equals_the_batch_in_one_chunk(device, chunk_images):
+    settings = dataclasses.replace(Settings(), gpu_worker_device=str(device), cache_max_bytes=0)
+    job = _job(_sources())
+    whole = JobRunner(dataclasses.replace(settings, chunk_images=0), device).run(job)
+    progress = []
+    chunked = JobRunner(dataclasses.replace(settings, chunk_images=chunk_images), device).run(
+        job, progress=lambda done, total: progress.append((done, total)))
+
+    assert whole["metadata"]["failed"] == chunked["metadata"]["failed"] == 1
+    assert "images[5]" in chunked["results"][5]["error"] and "JPEG" in chunked["results"][5]["error"]
+    for alone, part in zip(whole["results"], chunked["results"]):
+        assert alone.get("processed_image") == part.get("processed_image")
+        assert alone.get("analysis") == part.get("analysis")
+    expected = [min(8, n) for n in range(chunk_images, 8 + chunk_images, chunk_images)]
+    assert progress == [(done, 8) for done in expected]
+
+
+def test_chunks_respect_both_the_image_count_and_the_pixel_limit():
+    datas = [save(sample("RGB", (40, 30), name), "PNG") for name in COLOR_PHOTOS] * 2  # 8 images
+    runner = JobRunner(dataclasses.replace(Settings(), gpu_worker_device="cpu", chunk_images=3,
+                                           batch_max_pixels=2 * 40 * 30), CPU)
+    progress = []
+    response = runner.run(_job(datas), progress=lambda done, total: progress.append(done))
+    assert response["metadata"]["failed"] == 0
+    assert progress == [2, 4, 6, 8]  # BATCH_MAX_PIXELS holds 2 images, fewer than CHUNK_IMAGES
+    runner = JobRunner(dataclasses.replace(Settings(), gpu_worker_device="cpu", chunk_images=3), CPU)
+    progress.clear()
+    runner.run(_job(datas), progress=lambda done, total: progress.append(done))
+    assert progress == [3, 6, 8]
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA: the decode's own stream, and memory handed back only when the job's kernels are done
+
+
+@cuda_only
+def test_decoded_images_freed_by_a_busy_stream_are_not_overwritten_by_the_next_decode():
+    """Each decoded chunk is read by a reduction queued behind a long kernel, then dropped while
+    that reduction still waits; the helper meanwhile decodes the next chunks, whose memory must
+    not be the dropped images' (nvjpeg's hardware decoder writes without waiting for the stream,
+    pytorch/vision#9606). The sums must equal those of a plain decode."""
+    device = torch.device("cuda")
+    datas = [save(sample("RGB", (640, 480), COLOR_PHOTOS[i % 4]), "JPEG", quality=90 - i) for i in range(24)]
+    infos = [probe(d) for d in datas]
+    expected = [int(image.to(torch.int64).sum()) for image in decode_batch(datas, device, infos)]
+    chunks = [list(range(start, start + 4)) for start in range(0, 24, 4)]
+    decoded: dict[int, torch.Tensor] = {}
+
+    def decode(chunk):
+        images = decode_batch([datas[i] for i in chunk], device, [infos[i] for i in chunk])
+        decoded.update(zip(chunk, images))
+        return images
+
+    busy = torch.randn(4096, 4096, device=device)
+    sums = {}
+    for chunk, _ in decoded_ahead(chunks, decode, device):
+        for _ in range(20):  # ~tens of ms of queued work before the reductions
+            busy = busy @ busy / 4096
+        for i in chunk:
+            sums[i] = decoded.pop(i).to(torch.int64).sum()  # queued; the image is dropped now
+    torch.cuda.synchronize()
+    assert [int(sums[i]) for i in range(24)] == expected
