@@ -12,7 +12,8 @@ devices are after each stage, and after the whole job:
 - job: the whole reference job through the handler, on a CPU and on a CUDA runtime, PNG out (so
   the comparison sees the decode and the ops, not an encoder);
 - job-jpeg: the same with the reference job's JPEG q85 output;
-- job-jpeg with CUDA_JPEG_CODEC=libjpeg: JPEG decoded and encoded on the host by libjpeg-turbo.
+- job-jpeg with CUDA_JPEG_CODEC=libjpeg: JPEG decoded and encoded on the host by libjpeg-turbo;
+- job-jpeg with CUDA_JPEG_CODEC=hybrid: decoded by nvjpeg, encoded on the host by libjpeg-turbo.
 
 Each row: max and mean absolute difference, and the share of values more than 1 level apart.
 """
@@ -88,7 +89,8 @@ def compare(n: int) -> dict[str, dict[str, float]]:
     result["encode"] = worst([diff(pil_levels(a), pil_levels(b)) for a, b in zip(enc_cpu, enc_cuda)])
 
     for name, output, codec in (("job", {"format": "PNG"}, "nvjpeg"), ("job-jpeg", OUTPUT, "nvjpeg"),
-                                ("job-jpeg, CUDA_JPEG_CODEC=libjpeg", OUTPUT, "libjpeg")):
+                                ("job-jpeg, CUDA_JPEG_CODEC=libjpeg", OUTPUT, "libjpeg"),
+                                ("job-jpeg, CUDA_JPEG_CODEC=hybrid", OUTPUT, "hybrid")):
         cpu, cuda = run_job("cpu", jpegs, output), run_job("cuda", jpegs, output, codec)
         result[name] = worst([diff(pil_levels(a), pil_levels(b)) for a, b in zip(cpu, cuda)])
     return result

@@ -19,6 +19,7 @@ pyvips            libvips with the closest operations: ``resize(kernel="lanczos3
 ours-<device>     this project: one batch job through ``gpu_worker.handler.run_sync``, result
                   cache off, on the given device
 ours-cuda-libjpeg the same on CUDA with CUDA_JPEG_CODEC=libjpeg (JPEG on host threads)
+ours-cuda-hybrid  the same on CUDA with CUDA_JPEG_CODEC=hybrid (nvjpeg decodes, host threads encode)
 ================  ===========================================================================
 
 Each measurement runs in a fresh Python process (``python -m benchmarks.peers TASK ...``), so
@@ -59,7 +60,7 @@ OUT_WIDTH, OUT_HEIGHT = 800, 450  # 1920x1080 -> 800 wide: Pillow's int(1080 * 8
 SHARPEN = ((-2, -2, -2), (-2, 32, -2), (-2, -2, -2))
 SHARPEN_SCALE = 16
 
-JOB_PEERS = ("pillow", "pillow-threads", "pyvips", "ours-cpu", "ours-cuda", "ours-cuda-libjpeg")
+JOB_PEERS = ("pillow", "pillow-threads", "pyvips", "ours-cpu", "ours-cuda", "ours-cuda-libjpeg", "ours-cuda-hybrid")
 
 
 def _quiet_torchvision() -> None:
@@ -166,8 +167,8 @@ def make_peer(name: str) -> Callable:
         return pillow_peer(os.cpu_count() or 1)
     if name == "pyvips":
         return pyvips_peer()
-    if name == "ours-cuda-libjpeg":
-        return ours_peer("cuda", "libjpeg")
+    if name in ("ours-cuda-libjpeg", "ours-cuda-hybrid"):
+        return ours_peer("cuda", name.rsplit("-", 1)[1])
     if name.startswith("ours-"):
         return ours_peer(name.split("-", 1)[1])
     raise ValueError(f"unknown peer {name!r}; known: {', '.join(JOB_PEERS)}")

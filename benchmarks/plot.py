@@ -22,6 +22,7 @@ COLOURS = {
     "ours-cpu": "#1f77b4",
     "ours-cuda": "#d62728",
     "ours-cuda-libjpeg": "#ff9896",
+    "ours-cuda-hybrid": "#9467bd",
 }
 
 

@@ -12,8 +12,8 @@ on the device), decode-only throughput, and each operation alone next to Pillow'
 Writes ``<out>/latest.json``, ``<out>/latest.md`` (the tables) and ``<out>/throughput.png``, and
 prints the tables; stopped by SIGTERM or Ctrl-C half way, it writes them with the rows measured so
 far, marked as cut short, and exits with status 1. ``--device auto`` runs this project on the CPU,
-and on CUDA too when ``torch.cuda.is_available()`` (with both JPEG codecs, ``ours-cuda`` and
-``ours-cuda-libjpeg``); the peers always run on the CPU.
+and on CUDA too when ``torch.cuda.is_available()`` (with each JPEG codec: ``ours-cuda``,
+``ours-cuda-libjpeg`` and ``ours-cuda-hybrid``); the peers always run on the CPU.
 """
 
 from __future__ import annotations
@@ -220,8 +220,8 @@ def run_suite(args, result: dict[str, Any]) -> None:
     if "cuda" in devices and not tinfo["cuda_available"]:
         raise SystemExit("--device cuda: torch.cuda.is_available() is False on this machine")
     peers = ["pillow", "pillow-threads", "pyvips"] + [f"ours-{d}" for d in devices]
-    if "cuda" in devices:  # JPEG through libjpeg-turbo on the host: Pillow's exact files
-        peers.append("ours-cuda-libjpeg")
+    if "cuda" in devices:  # JPEG encoded (hybrid) or decoded and encoded (libjpeg) on the host
+        peers += ["ours-cuda-libjpeg", "ours-cuda-hybrid"]
     plan = PLANS[mode]
     if args.sizes:
         by_size = {n: entry for entry in PLANS["default"] + PLANS[mode] for n in [entry[0]]}

@@ -33,9 +33,10 @@ class Settings:
     #: Seconds jobs in progress get to finish after SIGTERM; past it they are reported failed and
     #: the worker exits (0: no limit).
     shutdown_grace_s: float = 30.0
-    #: CPU only: images worked on at once, each on one torch thread (0: every core the process may
-    #: use, cgroup CPU quota included; gpu_worker.cpu_pool.available_cores). On CUDA used only by
-    #: CUDA_JPEG_CODEC=libjpeg.
+    #: CPU: images worked on at once, each on one torch thread (0: every core the process may use,
+    #: cgroup CPU quota included; gpu_worker.cpu_pool.available_cores). CUDA: the threads that
+    #: encode on the host (PNG, WebP, and JPEG unless CUDA_JPEG_CODEC=nvjpeg), and decode JPEG
+    #: with CUDA_JPEG_CODEC=libjpeg.
     cpu_threads: int = 0
     #: CUDA only: the resize passes as kernels compiled by torch.compile (several times faster, the
     #: same pixels; compiling takes a few seconds once): 1 compiles them in the background while
@@ -43,7 +44,8 @@ class Settings:
     cuda_compile: int = 1
     #: CUDA only: the JPEG codec. nvjpeg decodes and encodes on the GPU (fast; its pixels are a few
     #: levels from Pillow's); libjpeg decodes and encodes on the host with libjpeg-turbo, Pillow's
-    #: pixels and files, on CPU_THREADS threads.
+    #: pixels and files, on CPU_THREADS threads; hybrid decodes with nvjpeg and encodes with
+    #: libjpeg-turbo on the host, beside the GPU's work on the next chunk.
     cuda_jpeg_codec: str = "nvjpeg"
 
     # --- limits (checked before the step they guard) ---
@@ -99,7 +101,7 @@ def load_settings(path: str | os.PathLike | None = None, environ: dict[str, str]
 
 
 #: Settings that take one of a few values.
-CHOICES = {"cuda_jpeg_codec": ("nvjpeg", "libjpeg"), "cuda_compile": (0, 1, 2)}
+CHOICES = {"cuda_jpeg_codec": ("nvjpeg", "libjpeg", "hybrid"), "cuda_compile": (0, 1, 2)}
 
 
 def _coerce(name: str, value: object) -> object:

@@ -31,9 +31,9 @@ from gpu_worker.codecs import SourceInfo, check_pixels, decode_batch, encode, pr
 from gpu_worker.codecs.encode import MAX_SIDE
 from gpu_worker.config import Settings
 from gpu_worker.cpu_pool import available_cores, map_images
-from gpu_worker.decode_ahead import decoded_ahead
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
 from gpu_worker.fetch import fetch_source
+from gpu_worker.overlap import run_chunks
 from gpu_worker.plan import Plan, compile_plan
 from gpu_worker.schema import ImageJob, parse_item, split_batch
 
@@ -149,17 +149,21 @@ class JobRunner:
         self._stage(items, self._probe)
         self._check_batch_pixels(items)
         self._stage(items, self._lookup_cache)
-        # Device work goes chunk by chunk, so a large batch never holds all its pixels at once,
-        # and the next chunk decodes while this one's operations and encode run.
+        # Device work goes chunk by chunk, so a large batch never holds all its pixels at once;
+        # the next chunk decodes, and the last one's host encodes run, beside this one's operations.
         todo = [item for item in self._live(items) if not item.cached]
         done = len(items) - len(todo)
-        for chunk, decode_ms in decoded_ahead(self._chunks(todo), self._decode_all, self.device):
-            timings["decode"] += decode_ms
-            timings["ops"] += self._timed(self._ops_all, chunk)
-            timings["encode"] += self._timed(self._encode_all, chunk)
+
+        def report(chunk: list[Item]) -> None:
+            nonlocal done
             done += len(chunk)
             if progress is not None and len(items) > 1:
                 progress(done, len(items))
+
+        stage_ms = run_chunks(self._chunks(todo), self._decode_all, self._ops_all, self._encode_all, self.device,
+                              encode_behind=self._encodes_on_host, done=report)
+        for stage, ms in stage_ms.items():
+            timings[stage] += ms
         self._stage(items, self._store_cache)
         timings["upload"] = self._timed(lambda its: self._upload_all(its, job_id), items)
         return {name: round(value, 3) for name, value in timings.items()}
@@ -276,7 +280,7 @@ class JobRunner:
         todo = self._live(items)
         if not todo:
             return []
-        if self._on_host_threads:  # one image per call, several at once (gpu_worker.cpu_pool)
+        if self._decodes_on_host:  # one image per call, several at once (gpu_worker.cpu_pool)
             decoded = map_images(lambda item: self._decode([item])[0], todo)
         else:  # one batched call (nvjpeg)
             decoded = self._decode(todo)
@@ -292,7 +296,7 @@ class JobRunner:
     def _decode(self, items: list[Item]) -> list[torch.Tensor | JobError]:
         try:
             return decode_batch([item.data for item in items], self.device, [item.info for item in items],
-                                nvjpeg=self._nvjpeg)
+                                nvjpeg=not self._decodes_on_host)
         except Exception as exc:  # noqa: BLE001 - decode_batch returns per-item errors; this is a bug
             return [JobError(_describe_failure("decoding", exc))] * len(items)
 
@@ -327,25 +331,39 @@ class JobRunner:
                 item.result, item.source, item.stacked = out, None, stacked
         self._analyze(items, "result")
         self._sync()
+        if self.device.type == "cuda":
+            self._results_to_host([item for item in self._live(items) if not self._encodes_on_gpu(item)])
+
+    def _results_to_host(self, items: list[Item]) -> None:
+        """Copy the results that are encoded on the host off the GPU: into pinned memory, every
+        copy queued before one wait, so the encodes can run beside the next chunk's kernels."""
+        for item in items:
+            if item.result.device.type == "cuda":  # (one too large for the GPU is on the host already)
+                host = torch.empty(item.result.shape, dtype=torch.uint8, pin_memory=True)
+                item.result = host.copy_(item.result, non_blocking=True)
+        self._sync()
 
     def _encode_all(self, items: list[Item]) -> None:
-        live = self._live(items)
-        if self._on_host_threads:  # one image per call, several at once (gpu_worker.cpu_pool)
-            map_images(lambda item: self._encode([item]), live)
-            return
-        groups: dict[tuple, list[Item]] = {}  # one batched call per format, quality, shape and device
-        for item in live:  # (a result too large for the GPU stays on the host: gpu_worker.batching)
-            key = (item.spec.output.format, item.spec.output.quality, tuple(item.result.shape), item.result.device)
-            groups.setdefault(key, []).append(item)
-        for group in groups.values():
-            self._encode(group)
+        """Encode on the GPU with nvjpeg, batched, what is encoded there; everything else one image
+        per call on the host, several at once (gpu_worker.cpu_pool)."""
+        on_gpu: dict[tuple, list[Item]] = {}  # one batched call per quality, shape and device
+        on_host: list[Item] = []
+        for item in self._live(items):  # (a result too large for the GPU stays on the host: gpu_worker.batching)
+            if self._encodes_on_gpu(item):
+                key = (item.spec.output.quality, tuple(item.result.shape), item.result.device)
+                on_gpu.setdefault(key, []).append(item)
+            else:
+                on_host.append(item)
+        for group in on_gpu.values():
+            self._encode(group, nvjpeg=True)
+        map_images(lambda item: self._encode([item], nvjpeg=False), on_host)
 
-    def _encode(self, group: list[Item]) -> None:
+    def _encode(self, group: list[Item], nvjpeg: bool) -> None:
         """Encode items that share output format, quality and shape; a failure fails the group."""
         fmt, quality = group[0].spec.output.format, group[0].spec.output.quality
         try:
             batch = group[0].result.unsqueeze(0) if len(group) == 1 else torch.stack([i.result for i in group])
-            encoded = encode(batch, fmt, quality, nvjpeg=self._nvjpeg)
+            encoded = encode(batch, fmt, quality, nvjpeg=nvjpeg)
         except Exception as exc:  # noqa: BLE001
             message = _describe_failure(f"encoding {fmt}", exc)
             for item in group:
@@ -416,15 +434,21 @@ class JobRunner:
         return _ms_since(started)
 
     @property
-    def _nvjpeg(self) -> bool:
-        """Whether JPEGs are decoded and encoded by nvjpeg on CUDA (CUDA_JPEG_CODEC=nvjpeg)."""
-        return self.settings.cuda_jpeg_codec == "nvjpeg"
+    def _decodes_on_host(self) -> bool:
+        """Decode one image per call on the host's threads: on the CPU, and on CUDA when JPEGs go
+        through libjpeg-turbo (CUDA_JPEG_CODEC=libjpeg). Otherwise JPEGs go to nvjpeg batched."""
+        return self.device.type == "cpu" or self.settings.cuda_jpeg_codec == "libjpeg"
 
-    @property
-    def _on_host_threads(self) -> bool:
-        """Decode and encode one image per call on the host's threads: on the CPU, and on CUDA
-        when JPEGs go through libjpeg-turbo (CUDA_JPEG_CODEC=libjpeg)."""
-        return self.device.type == "cpu" or not self._nvjpeg
+    def _encodes_on_gpu(self, item: Item) -> bool:
+        """Whether nvjpeg encodes this item's result on CUDA (JPEG out, CUDA_JPEG_CODEC=nvjpeg).
+        Every other result is encoded on the host's threads: PNG and WebP always."""
+        return (self.device.type == "cuda" and self.settings.cuda_jpeg_codec == "nvjpeg"
+                and item.spec.output.format == "JPEG")
+
+    def _encodes_on_host(self, chunk: list[Item]) -> bool:
+        """Whether all of the chunk's encodes run on the host (so they can run behind the next
+        chunk's operations, gpu_worker.overlap)."""
+        return not any(self._encodes_on_gpu(item) for item in self._live(chunk))
 
     def _sync(self) -> None:
         """Wait for the work this thread queued on the device, so stage timings measure the stage

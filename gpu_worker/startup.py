@@ -50,16 +50,14 @@ def use_cpu_cores(settings: Settings, device: torch.device) -> None:
     thread (:mod:`gpu_worker.cpu_pool`), and let the kernels spread a lone image over the same
     threads (:mod:`kernels.parallel`). Torch's own threads split each kernel across cores and
     wait for each other: with one core busy elsewhere the reference job took 3.5-6x longer
-    (BENCHMARKS.md, "a busy machine"). On CUDA with CUDA_JPEG_CODEC=libjpeg, the JPEG decodes and
-    encodes run on the same pool. A worker-wide setting: the library (Pipeline) leaves torch's
-    threads alone."""
+    (BENCHMARKS.md, "a busy machine"). On CUDA the same pool encodes what is encoded on the host
+    (PNG, WebP, JPEG unless CUDA_JPEG_CODEC=nvjpeg) and decodes JPEG with CUDA_JPEG_CODEC=libjpeg.
+    A worker-wide setting: the library (Pipeline) leaves torch's threads alone."""
+    cpu_pool.use_threads(settings.cpu_threads or cpu_pool.available_cores())
     if device.type == "cpu":
         torch.set_num_threads(1)
-        cpu_pool.use_threads(settings.cpu_threads or cpu_pool.available_cores())
         # A lone image (a single-image job) is spread over the same threads, piece by piece.
         parallel.set_piece_map(cpu_pool.map_images if cpu_pool.threads() > 1 else None)
-    elif settings.cuda_jpeg_codec == "libjpeg":  # JPEGs are decoded and encoded on host threads
-        cpu_pool.use_threads(settings.cpu_threads or cpu_pool.available_cores())
 
 
 def prepare_worker(settings: Settings) -> Runtime:

@@ -31,7 +31,7 @@ def test_environment_overrides_the_file(tmp_path):
     ({"MAX_OPERATIONS": "2.5"}, r"max_operations \(MAX_OPERATIONS\) must be an integer"),
     ({"FETCH_TIMEOUT_S": "nan"}, r"fetch_timeout_s \(FETCH_TIMEOUT_S\) must be a finite number"),
     ({"CACHE_MAX_BYTES": "-1"}, r"cache_max_bytes \(CACHE_MAX_BYTES\) must not be negative"),
-    ({"CUDA_JPEG_CODEC": "turbo"}, r"cuda_jpeg_codec \(CUDA_JPEG_CODEC\) must be one of nvjpeg, libjpeg, got 'turbo'"),
+    ({"CUDA_JPEG_CODEC": "turbo"}, r"cuda_jpeg_codec \(CUDA_JPEG_CODEC\) must be one of nvjpeg, libjpeg, hybrid, got 'turbo'"),
     ({"CUDA_COMPILE": "3"}, r"cuda_compile \(CUDA_COMPILE\) must be one of 0, 1, 2, got '3'"),
 ])
 def test_bad_values_name_the_setting(environ, message):

@@ -94,11 +94,12 @@ def test_worker_start_up_policy(restore):
     assert cpu_pool.threads() == cpu_pool.available_cores()
     use_cpu_cores(Settings(cpu_threads=1), torch.device("cpu"))  # one thread: nothing to spread
     assert cpu_pool.threads() == 1 and parallel._piece_map is None
-    # On CUDA neither is touched: a batch runs stacked there.
+    # On CUDA the pool encodes on the host; torch's threads and the kernels' pieces are left
+    # alone: a batch runs stacked there.
     torch.set_num_threads(2)
-    cpu_pool.use_threads(1)
+    parallel.set_piece_map(None)
     use_cpu_cores(Settings(cpu_threads=3), torch.device("cuda"))
-    assert torch.get_num_threads() == 2 and cpu_pool.threads() == 1
+    assert torch.get_num_threads() == 2 and cpu_pool.threads() == 3 and parallel._piece_map is None
 
 
 def test_batch_job_with_the_pool_equals_one_image_at_a_time(restore, monkeypatch):

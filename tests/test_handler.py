@@ -565,3 +565,31 @@ def test_cuda_with_the_libjpeg_codec_returns_the_cpu_workers_bytes():
     for on_cpu, on_cuda in zip(answers["cpu"]["results"], answers["cuda"]["results"]):
         assert on_cuda["processed_image"] == on_cpu["processed_image"]
         assert on_cuda["analysis"] == on_cpu["analysis"]
+
+
+@cuda_only
+@pytest.mark.cuda
+def test_cuda_with_the_hybrid_codec_encodes_nvjpegs_pixels_with_libjpeg():
+    """CUDA_JPEG_CODEC=hybrid: nvjpeg decodes, the operations run on the GPU, and libjpeg-turbo
+    encodes on host threads (chunks of 2, so encodes run behind the next chunk): each file is
+    libjpeg-turbo's encoding of the pixels the nvjpeg codec gives as PNG."""
+    jpegs = []
+    for name in COLOR_PHOTOS:
+        buf = io.BytesIO()
+        sample("RGB", (301, 203), name).save(buf, "JPEG", quality=90)
+        jpegs.append(b64(buf.getvalue()))
+    ops = [{"type": "resize", "params": {"width": 120}}, {"type": "filter", "params": {"name": "sharpen"}}]
+    previous = runtime_module._runtime
+    answers = {}
+    try:
+        for codec, fmt in (("nvjpeg", "PNG"), ("hybrid", "JPEG")):
+            settings = dataclasses.replace(Settings(), gpu_worker_device="cuda", cuda_jpeg_codec=codec, chunk_images=2)
+            set_runtime(build_runtime(settings))
+            answers[codec] = assert_ok(run({"images": [{"image": {"base64": data}} for data in jpegs],
+                                            "operations": ops, "output": {"format": fmt, "quality": 85}}))
+    finally:
+        set_runtime(previous)
+    for as_png, hybrid in zip(answers["nvjpeg"]["results"], answers["hybrid"]["results"]):
+        pixels = tvio.decode_png(torch.frombuffer(bytearray(output_bytes(as_png)), dtype=torch.uint8))
+        expected = tvio.encode_jpeg(pixels, quality=85).numpy().tobytes()
+        assert output_bytes(hybrid) == expected

@@ -1,4 +1,4 @@
-"""Decoding a batch job's next chunk while the current one runs (gpu_worker.decode_ahead), and
+"""A batch job's chunks with decode, operations and encode overlapped (gpu_worker.overlap), and
 batch jobs run in chunks of CHUNK_IMAGES images giving the same results as one chunk."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from conftest import cuda_only
 from corpus import jpeg, save
 from gpu_worker.codecs import decode_batch, probe
 from gpu_worker.config import Settings
-from gpu_worker.decode_ahead import decoded_ahead
+from gpu_worker.overlap import decoded_ahead, run_chunks
 from gpu_worker.jobs import JobRunner
 from photos import COLOR_PHOTOS, sample
 
@@ -109,6 +109,68 @@ def test_a_caller_that_stops_early_leaves_no_helper_running():
     release.set()
     chunks.close()  # waits for the decode of chunk 1; chunk 2 is never decoded
     assert not [t for t in threading.enumerate() if t.name.startswith("decode-ahead")]
+
+
+# ---------------------------------------------------------------------------------------------
+# run_chunks: decode ahead, operations in the caller, host encodes behind
+
+
+def _recording(log: list, lock: threading.Lock):
+    def stage(name):
+        def work(chunk):
+            with lock:
+                log.append((name, chunk, threading.current_thread().name))
+            return []
+        return work
+    return stage
+
+
+def test_every_stage_runs_once_per_chunk_in_order_and_done_follows_each_encode():
+    log, lock = [], threading.Lock()
+    stage = _recording(log, lock)
+    done = []
+    totals = run_chunks([0, 1, 2, 3], stage("decode"), stage("run"), stage("encode"), CPU,
+                        encode_behind=lambda chunk: chunk % 2 == 0, done=done.append)
+    assert done == [0, 1, 2, 3] and set(totals) == {"decode", "ops", "encode"}
+    for name in ("decode", "run", "encode"):
+        assert [chunk for n, chunk, _ in log if n == name] == [0, 1, 2, 3]
+    for chunk in range(4):  # decode before run before encode, chunk by chunk
+        order = [n for n, c, _ in log if c == chunk]
+        assert order == ["decode", "run", "encode"]
+    caller = threading.current_thread().name
+    assert all(thread == caller for n, _, thread in log if n == "run")
+    assert {thread for n, c, thread in log if n == "encode" and c % 2} == {caller}  # not behind: inline
+    assert all(thread.startswith("encode-behind") for n, c, thread in log if n == "encode" and c % 2 == 0)
+
+
+def test_a_host_encode_runs_while_the_caller_runs_the_next_chunk():
+    encoding_zero = threading.Event()
+    release = threading.Event()
+
+    def encode(chunk):
+        if chunk == 0:
+            encoding_zero.set()
+            assert release.wait(timeout=10)
+
+    def run(chunk):
+        if chunk == 1:  # chunk 0 must be encoding meanwhile, on the helper
+            assert encoding_zero.wait(timeout=10), "chunk 0 was not encoded beside chunk 1's operations"
+            release.set()
+
+    run_chunks([0, 1], lambda chunk: [], run, encode, CPU, encode_behind=lambda chunk: True)
+
+
+def test_a_failing_encode_behind_reaches_the_caller():
+    def encode(chunk):
+        if chunk == 1:
+            raise RuntimeError("encoder bug on chunk 1")
+
+    done = []
+    with pytest.raises(RuntimeError, match="chunk 1"):
+        run_chunks([0, 1, 2], lambda chunk: [], lambda chunk: None, encode, CPU,
+                   encode_behind=lambda chunk: True, done=done.append)
+    assert done == [0]
+    assert not [t for t in threading.enumerate() if t.name.startswith(("encode-behind", "decode-ahead"))]
 
 
 # ---------------------------------------------------------------------------------------------
