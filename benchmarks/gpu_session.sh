@@ -16,9 +16,11 @@
 #
 # On the H100 machine of 2026-11-22 (10-minute calls): "install info cuda-tests compare profile"
 # took about 2.5 minutes and "rest" 4; "install chunks coldstart" (added later) should take about
-# 4. "bench" with --device cuda needs about 8 minutes (each CUDA child process spent about 30 s
-# starting), so give it a call of its own with BENCH_S=560. A bench stopped by its limit still
-# writes its tables, marked "CUT SHORT", with the rows it has.
+# 4. "bench" with --device cuda needed about 8 minutes with two CUDA peers (each CUDA child process
+# spent about 30 s starting); with three, split it over two calls of their own, e.g.
+#   BENCH_S=560 BENCH_TAG=-small BENCH_ARGS="--device cuda --sizes 1,16" bash benchmarks/gpu_session.sh "install bench"
+#   BENCH_S=560 BENCH_TAG=-large BENCH_ARGS="--device cuda --sizes 64,256" bash benchmarks/gpu_session.sh "install bench"
+# A bench stopped by its limit still writes its tables, marked "CUT SHORT", with the rows it has.
 #
 # The wheels: that machine has Python 3.12 with torch and torchvision but not the rest of our
 # requirements, and cannot download. Here, fetch them for cp312 (x86-64 manylinux), keep those it
@@ -31,7 +33,7 @@
 #       --platform manylinux2014_x86_64 -r /tmp/reqs312.txt     (add other manylinux tags if asked)
 #   .venv/bin/python -m pip wheel --no-deps --no-build-isolation pyvips==3.2.0 -w .whl
 #
-# Logs and results go under $OUT (default out/gpu): <stage>.log and bench/latest.{json,md}.
+# Logs and results go under $OUT (default out/gpu): <stage>.log and bench$BENCH_TAG/latest.{json,md}.
 set -u
 OUT=${OUT:-out/gpu}
 PY=${PY:-python3}
@@ -65,7 +67,8 @@ except Exception as e: print(\"TorchScript fails:\", type(e).__name__, e)'" ;;
             profile) stage profile "${PROFILE_S:-120}" "$PY" -m benchmarks.cuda_profile ;;
             chunks) stage chunks "${CHUNKS_S:-150}" "$PY" -m benchmarks.chunks --device cuda ;;
             coldstart) stage coldstart "${COLDSTART_S:-200}" "$PY" -m benchmarks.cold_start --device cuda ;;
-            bench) stage bench "${BENCH_S:-560}" "$PY" -m benchmarks.run ${BENCH_ARGS:---device auto} --out "$OUT/bench" ;;
+            bench) stage "bench${BENCH_TAG:-}" "${BENCH_S:-560}" "$PY" -m benchmarks.run ${BENCH_ARGS:---device auto} \
+                       --out "$OUT/bench${BENCH_TAG:-}" ;;
             rest) stage rest "${REST_S:-300}" "$PY" -m pytest -v -m "not cuda" --timeout 120 "${NOT_CARRIED[@]}" ;;
             *) echo "unknown stage $s" >&2; exit 2 ;;
         esac
