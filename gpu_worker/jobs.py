@@ -3,9 +3,11 @@
 Single-image and batch jobs take the same path: a single job is a batch of one whose messages
 name fields from the input's root (``image.url``), while batch items are named ``images[3]...``.
 Every stage works on the items still alive; an item that fails leaves the others running, and
-each stage does its device work for all items at once: on CUDA decode batched, ops stacked by
-``(plan, shape)`` and encode batched; on the CPU each image alone, several at once on the threads
-of :mod:`gpu_worker.cpu_pool`.
+each stage does its device work for all items at once: on CUDA JPEG decode batched (nvjpeg), ops
+stacked by ``(plan, shape)`` and nvjpeg's JPEG encode batched; on the CPU, and for what is encoded
+on the host, each image alone, several at once on the threads of :mod:`gpu_worker.cpu_pool`.
+Batch jobs go to the device in chunks whose decode, ops and encode overlap
+(:mod:`gpu_worker.overlap`).
 
 Everything before decode is cheap and refuses a job that would fail: schema, operations, limits
 on bytes, header pixels and inferred output pixels.
