@@ -58,8 +58,8 @@ class Settings:
     fetch_timeout_s: float = 15.0
 
     # --- device work ---
-    #: Images of a batch job handed to the device at once; the next chunk is decoded while this
-    #: one's operations and encode run (0: as many as BATCH_MAX_PIXELS allows).
+    #: Images of a batch job handed to the device at once; while one chunk's operations run, the
+    #: next one decodes and the last one's host encodes run (0: as many as BATCH_MAX_PIXELS allows).
     chunk_images: int = 16
 
     # --- cross-job batcher ---
