@@ -171,9 +171,12 @@ class JobRunner:
         return {name: round(value, 3) for name, value in timings.items()}
 
     def _chunks(self, todo: list[Item]) -> list[list[Item]]:
-        """``todo`` in chunks of at most CHUNK_IMAGES images and BATCH_MAX_PIXELS pixels."""
+        """``todo`` in chunks of at most CHUNK_IMAGES images and BATCH_MAX_PIXELS pixels, the items
+        that stack together (same operations, same decoded shape) next to each other, so that
+        they share chunks and run as few, large stacks."""
         pixels = max((item.info.width * item.info.height for item in todo), default=1)
         per_chunk = self.settings.chunk_images or len(todo)
+        todo = sorted(todo, key=lambda item: (item.plan.key, item.info.channels, item.info.height, item.info.width))
         return [[todo[i] for i in indices[start : start + per_chunk]]
                 for indices in chunks(list(range(len(todo))), pixels, self.settings.batch_max_pixels)
                 for start in range(0, len(indices), per_chunk)]

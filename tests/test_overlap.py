@@ -256,3 +256,16 @@ def test_decoded_images_freed_by_a_busy_stream_are_not_overwritten_by_the_next_d
             sums[i] = decoded.pop(i).to(torch.int64).sum()  # queued; the image is dropped now
     torch.cuda.synchronize()
     assert [int(sums[i]) for i in range(24)] == expected
+
+
+def test_images_that_stack_together_share_chunks():
+    """Eight images of two sizes, alternating: in chunks of four they run as two stacks of four
+    per size, not four stacks of two; results stay in the job's order."""
+    datas = [save(sample("RGB", (40, 30) if i % 2 else (30, 40), COLOR_PHOTOS[i % 4]), "PNG") for i in range(8)]
+    runner = JobRunner(dataclasses.replace(Settings(), gpu_worker_device="cpu", chunk_images=4, cache_max_bytes=0), CPU)
+    job = _job(datas)
+    job["operations"] = [{"type": "filter", "params": {"name": "sharpen"}}]  # keeps each size
+    response = runner.run(job)
+    assert [r["metadata"]["stacked"] for r in response["results"]] == [4] * 8
+    assert [(r["metadata"]["width"], r["metadata"]["height"]) for r in response["results"]] == \
+        [(40, 30) if i % 2 else (30, 40) for i in range(8)]
