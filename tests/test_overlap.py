@@ -15,6 +15,7 @@ from corpus import jpeg, save
 from gpu_worker.codecs import decode_batch, probe
 from gpu_worker.config import Settings
 from gpu_worker.overlap import decoded_ahead, run_chunks
+from gpu_worker.runtime import build_runtime
 from gpu_worker.jobs import JobRunner
 from photos import COLOR_PHOTOS, sample
 
@@ -269,3 +270,30 @@ def test_images_that_stack_together_share_chunks():
     assert [r["metadata"]["stacked"] for r in response["results"]] == [4] * 8
     assert [(r["metadata"]["width"], r["metadata"]["height"]) for r in response["results"]] == \
         [(40, 30) if i % 2 else (30, 40) for i in range(8)]
+
+
+def test_concurrent_chunked_jobs_through_the_cross_job_batcher_equal_one_job_alone():
+    """Four threads run the same 10-image job five times each (chunks of 3, the cross-job batcher
+    stacking images of different jobs): every answer equals the job run alone."""
+    datas = [save(sample("RGB", (97 + i % 3, 61), COLOR_PHOTOS[i % 4]), "PNG") for i in range(10)]
+    settings = dataclasses.replace(Settings(), gpu_worker_device="cpu", cache_max_bytes=0, chunk_images=3,
+                                   max_concurrency=4)
+    runtime = build_runtime(settings)
+    job = _job(datas)
+    alone = [r["processed_image"] for r in runtime.runner.run(job)["results"]]
+    answers, lock = [], threading.Lock()
+
+    def work() -> None:
+        for _ in range(5):
+            response = runtime.runner.run(job)
+            with lock:
+                answers.append(response)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(answers) == 20
+    assert all([r["processed_image"] for r in response["results"]] == alone for response in answers)
+    assert max(r["metadata"]["stacked"] for response in answers for r in response["results"]) > 3  # across jobs
