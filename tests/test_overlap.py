@@ -231,6 +231,7 @@ def test_chunks_respect_both_the_image_count_and_the_pixel_limit():
 
 
 @cuda_only
+@pytest.mark.cuda
 def test_decoded_images_freed_by_a_busy_stream_are_not_overwritten_by_the_next_decode():
     """Each decoded chunk is read by a reduction queued behind a long kernel, then dropped while
     that reduction still waits; the helper meanwhile decodes the next chunks, whose memory must
