@@ -413,8 +413,8 @@ def tables(result: dict[str, Any]) -> str:
                          + " |")
 
     lines.append("\n### Our handler's stages (ms per image; the response's `timings_ms` / batch size)\n")
-    lines.append("A batch job's next chunk decodes while the current one's operations and encode run, so the stages "
-                 "can add up to more than the total: \"total - stages\" is then negative, the time the overlap saved.\n")
+    lines.append("A batch job's next chunk decodes, and the previous chunk's host encodes run, beside the current "
+                 "chunk's operations, so the stages can add up to more than the total: \"total - stages\" is then negative, the time the overlap saved.\n")
     stages = ["fetch", "decode", "ops", "encode", "upload"]
     lines.append("| batch | device | " + " | ".join(stages) + " | total - stages | total | ops share |")
     lines.append("|" + "---|" * (len(stages) + 5))
