@@ -10,7 +10,8 @@ who never calls :func:`use_threads` gets a plain loop, with torch's threads left
 Between torch calls a thread needs Python's interpreter lock, so many short calls scale badly
 over threads; the resize, most of the work, runs its chunk loops compiled by TorchScript, without
 the lock (``kernels/resize_cpu.py``). Nothing here touches CUDA: on a GPU the images of a batch
-run stacked, as one kernel call.
+run stacked, as one kernel call, and the pool only encodes results on the host (PNG, WebP, and
+JPEG unless nvjpeg encodes them) and decodes JPEG with CUDA_JPEG_CODEC=libjpeg.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from gpu_worker.cache import ResultCache
 from gpu_worker.codecs import SourceInfo, check_pixels, decode_batch, encode, probe
 from gpu_worker.codecs.encode import MAX_SIDE
 from gpu_worker.config import Settings
-from gpu_worker.cpu_pool import available_cores, map_images
+from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
 from gpu_worker.fetch import fetch_source
 from gpu_worker.overlap import run_chunks
@@ -203,15 +203,15 @@ class JobRunner:
         # JPEGs: 3.8 ms here against 11.9 ms on the I/O threads); downloads wait on the network.
         self._stage([item for item in live if item.spec.image.url is None], self._fetch)
         self._threaded_stage([item for item in live if item.spec.image.url is not None], self._fetch)
-        if self.cache is not None:  # SHA-256 lets go of the interpreter lock: one thread per core
-            self._threaded_stage(self._live(items), self._digest, threads=available_cores())
+        if self.cache is not None:  # SHA-256 lets go of the interpreter lock: on the pool's threads
+            map_images(self._digest, self._live(items))
 
-    def _threaded_stage(self, items: list[Item], work: Callable[[Item], None], threads: int = IO_THREADS) -> None:
-        """Like :meth:`_stage`, with ``work`` run on up to ``threads`` threads at once."""
-        if len(items) <= 1 or threads <= 1:
+    def _threaded_stage(self, items: list[Item], work: Callable[[Item], None]) -> None:
+        """Like :meth:`_stage`, with I/O-bound ``work`` run on up to IO_THREADS threads."""
+        if len(items) <= 1:
             self._stage(items, work)
             return
-        with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        with ThreadPoolExecutor(max_workers=min(IO_THREADS, len(items))) as pool:
             for item, error in zip(items, pool.map(_catching(work), items)):
                 if error is not None:
                     item.fail(error)
@@ -458,7 +458,7 @@ class JobRunner:
     def _sync(self) -> None:
         """Wait for the work this thread queued on the device, so stage timings measure the stage
         (CUDA is asynchronous). Only this thread's stream: the decode of the next chunk, on its
-        own stream (gpu_worker.decode_ahead), goes on meanwhile."""
+        own stream (gpu_worker.overlap), goes on meanwhile."""
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
 
