@@ -182,12 +182,11 @@ class JobRunner:
                 for start in range(0, len(indices), per_chunk)]
 
     def _stage(self, items: list[Item], work: Callable[[Item], None]) -> None:
-        """Run ``work`` on every live item; a JobError fails that item only."""
+        """Run ``work`` on every live item; any exception fails that item only."""
         for item in self._live(items):
-            try:
-                work(item)
-            except JobError as exc:
-                item.fail(str(exc))
+            error = _catching(work)(item)
+            if error is not None:
+                item.fail(error)
 
     def _validate(self, item: Item) -> None:
         item.spec = parse_item(item.raw, item.where)
@@ -481,13 +480,16 @@ def _prefixed(item: Item, message: str) -> str:
 
 
 def _catching(work: Callable[[Item], None]) -> Callable[[Item], Optional[str]]:
-    """Wrap a per-item stage for a thread pool: returns the JobError's message, or None."""
+    """Wrap a per-item stage: returns None, or the message the item fails with: a JobError's own,
+    or for any other exception (a bug, logged with its traceback) one naming the stage."""
 
     def run(item: Item) -> Optional[str]:
         try:
             work(item)
         except JobError as exc:
             return str(exc)
+        except Exception as exc:  # noqa: BLE001 - one item's failure must not end the others
+            return _prefixed(item, _describe_failure(f"the {work.__name__.strip('_')} stage", exc))
         return None
 
     return run

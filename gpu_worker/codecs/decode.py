@@ -5,12 +5,28 @@ Decode paths (`SourceInfo.decoder`, chosen by `probe` from the header):
 - ``torchvision.jpeg``: JPEG (and MPO, its first picture) in L or RGB, baseline or progressive.
   On a CUDA device: nvjpeg, all the batch's JPEGs in one ``decode_jpeg(list, device="cuda")``
   call; elsewhere libjpeg-turbo on the CPU (``decode_jpeg`` on CPU).
-- ``torchvision.png``: PNG in L, LA, RGB, RGBA, palette (tRNS included), 1/2/4/8/16 bits (CPU).
 - ``torchvision.webp``: still WebP, lossy or lossless, with or without alpha (CPU).
-- ``torchvision.gif``: single-frame GIF without transparency (CPU).
-- ``pillow``: CMYK JPEG (Pillow's CMYK -> RGB), grey/RGB PNG with a tRNS key colour (libpng
-  as torchvision drives it ignores the key), animated WebP and animated or transparent GIF
-  (first frame), BMP, TIFF, PPM, ICO (CPU).
+- ``pillow``: PNG (every kind), GIF (first frame), CMYK JPEG (Pillow's CMYK -> RGB), animated
+  WebP (first frame), BMP, TIFF, PPM, ICO (CPU).
+
+Every decoder here is fed bytes from strangers, so each is one that fails with an error on
+corrupt data rather than a signal, as the mutation-fuzz campaign (``make fuzz``, and a slice of it
+in ``make test``) checks:
+
+- PNG and GIF go through Pillow, not torchvision. torchvision 0.29's ``decode_png`` kills the
+  process (SIGSEGV) on any libpng error, such as one flipped byte in the IDAT data (its error
+  handler longjmps out of a finished frame), and its ``decode_gif`` (giflib) refuses valid GIFs
+  that Pillow reads and can return another size than the header's. Pillow's decoders are fuzzed
+  continuously upstream (OSS-Fuzz) and are the reference for our pixels anyway. Validating every
+  chunk CRC and the whole zlib stream before torchvision's decoder would cost an inflate of its
+  own, about what Pillow's whole decode costs (BENCHMARKS.md, "Decoders on untrusted bytes").
+- JPEG stays on libjpeg-turbo through torchvision on the host (Pillow's pixels, bit for bit) and
+  nvjpeg on CUDA; WebP stays on torchvision's libwebp (several times faster than Pillow's, which
+  goes through libwebp's animation decoder). Both libraries are fuzzed upstream, torchvision's
+  wrappers around them report every error as an exception, and the campaign found no crash in
+  either.
+- Every decoded image's size is checked against the header's (`probe`), so no result can carry
+  metadata that does not match its pixels.
 
 CPU results are copied to the device from pinned memory (non-blocking). Orientation is applied
 on the device by one code path for every decoder: nvjpeg does not apply EXIF orientation, so the
@@ -99,6 +115,8 @@ def _fix_channels(img: torch.Tensor, want: int) -> torch.Tensor:
     have = img.shape[0]
     if have == want:
         return img
+    if have == 4 and want == 2:  # grey+alpha held as RGBA with R = G = B (16-bit LA PNG in Pillow)
+        return img[[0, 3]].contiguous()
     if want == have - 1 and have % 2 == 0:  # drop an alpha plane
         return img[:-1].contiguous()
     if want == have + 1 and want % 2 == 0:  # add an opaque alpha plane
@@ -110,18 +128,19 @@ def _fix_channels(img: torch.Tensor, want: int) -> torch.Tensor:
     raise DecodeError(f"decoder returned {have} channels where {want} were expected")
 
 
+def _checked_size(img: torch.Tensor | JobError, info: SourceInfo) -> torch.Tensor | JobError:
+    """``img`` (orientation applied) if its size is the header's, else a `DecodeError`: a result's
+    metadata comes from the header, so the pixels must match it."""
+    if isinstance(img, torch.Tensor) and tuple(img.shape[-2:]) != (info.height, info.width):
+        return DecodeError(f"{_fmt(info)} decoded to {img.shape[-1]}x{img.shape[-2]} pixels, but its header "
+                           f"says {info.width}x{info.height}: the file is corrupt")
+    return img
+
+
 def _to_device(img: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda":
         return img.pin_memory().to(device, non_blocking=True)
     return img.to(device)
-
-
-def _to_uint8(img: torch.Tensor) -> torch.Tensor:
-    """16-bit samples -> 8 bits by the high byte (see the module docstring)."""
-    if img.dtype == torch.uint8:
-        return img
-    # uint16 supports few ops in torch: widen, shift, narrow.
-    return (img.to(torch.int32) >> 8).to(torch.uint8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,18 +293,9 @@ def _decode_cpu(data: bytes, info: SourceInfo) -> tuple[torch.Tensor, int]:
     """
     decoder = info.decoder
     orientation = info.orientation
-    if decoder == "torchvision.png":
-        mode = tvio.ImageReadMode.UNCHANGED
-        if len(data) > 25 and data[25] == 3:  # palette: expand to RGB(A), tRNS applied
-            mode = tvio.ImageReadMode.RGB_ALPHA if info.channels == 4 else tvio.ImageReadMode.RGB
-        img = _to_uint8(tvio.decode_png(_as_tensor(data), mode=mode))
-    elif decoder == "torchvision.webp":
+    if decoder == "torchvision.webp":
         mode = tvio.ImageReadMode.RGB_ALPHA if info.channels == 4 else tvio.ImageReadMode.RGB
         img = tvio.decode_webp(_as_tensor(data), mode=mode)
-    elif decoder == "torchvision.gif":
-        img = tvio.decode_gif(_as_tensor(data))
-        if img.ndim == 4:  # (N, C, H, W) for several frames
-            img = img[0]
     elif decoder == "torchvision.jpeg":
         img = _jpeg_cpu(data)
     else:
@@ -333,10 +343,14 @@ def decode(data: bytes, device: torch.device | str, info: SourceInfo | None = No
         info = probe(data)
     if info.decoder == "torchvision.jpeg":
         img = _decode_jpegs([data], [info], device)[0]
-        if isinstance(img, Exception):
-            raise img
-        return apply_orientation(img, info.orientation)
-    return _decode_other(data, info, device)
+        if not isinstance(img, Exception):
+            img = apply_orientation(img, info.orientation)
+    else:
+        img = _decode_other(data, info, device)
+    img = _checked_size(img, info)
+    if isinstance(img, Exception):
+        raise img
+    return img
 
 
 def decode_batch(
@@ -378,11 +392,12 @@ def decode_batch(
         decoded = _decode_jpegs([bytes(datas[i]) for i in jpegs], [probed[i] for i in jpegs], device, nvjpeg)
         for i, img in zip(jpegs, decoded):
             results[i] = img if isinstance(img, Exception) else apply_orientation(img, probed[i].orientation)
+            results[i] = _checked_size(results[i], probed[i])
 
     for i in range(n):
         if results[i] is None and probed[i] is not None:
             try:
-                results[i] = _decode_other(bytes(datas[i]), probed[i], device)
+                results[i] = _checked_size(_decode_other(bytes(datas[i]), probed[i], device), probed[i])
             except JobError as e:
                 results[i] = e
     return results

@@ -32,8 +32,8 @@ ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "ICO")
 #: What the error message calls "an image".
 _KNOWN = "JPEG, PNG, WebP, GIF, BMP, TIFF"
 
-#: Decoders a probed file is routed to (`SourceInfo.decoder`).
-DECODERS = ("torchvision.jpeg", "torchvision.png", "torchvision.webp", "torchvision.gif", "pillow")
+#: Decoders a probed file is routed to (`SourceInfo.decoder`; `decode`'s docstring says why).
+DECODERS = ("torchvision.jpeg", "torchvision.webp", "pillow")
 
 
 @dataclass(frozen=True)
@@ -123,15 +123,16 @@ def _name(fmt: str) -> str:
 # EXIF orientation, header only
 
 
-def _png_exif_chunk(data: bytes) -> bytes | None:
-    """The eXIf chunk of a PNG wherever it is (after IDAT too), walking chunk headers only."""
+def _png_chunk(data: bytes, tag: bytes) -> bytes | None:
+    """The body of a PNG's first ``tag`` chunk wherever it is (before IHDR, after IDAT), walking
+    chunk headers only; None when the file has none before IEND or its end."""
     pos = 8
     n = len(data)
     while pos + 8 <= n:
-        length, tag = struct.unpack(">I4s", data[pos : pos + 8])
-        if tag == b"eXIf":
-            return b"Exif\x00\x00" + data[pos + 8 : pos + 8 + length]
-        if tag == b"IEND":
+        length, found = struct.unpack(">I4s", data[pos : pos + 8])
+        if found == tag:
+            return data[pos + 8 : pos + 8 + length]
+        if found == b"IEND":
             break
         pos += 12 + length
     return None
@@ -146,9 +147,9 @@ def read_orientation(im: ImageFile.ImageFile, data: bytes) -> int:
     try:
         if im.format == "PNG":
             if "exif" not in im.info:
-                chunk = _png_exif_chunk(data)
+                chunk = _png_chunk(data, b"eXIf")
                 if chunk is not None:
-                    im.info["exif"] = chunk
+                    im.info["exif"] = b"Exif\x00\x00" + chunk
             exif = Image.Image.getexif(im)
         else:
             exif = im.getexif()
@@ -175,31 +176,17 @@ def pillow_target(mode: str, has_transparency: bool) -> int:
     return 3  # CMYK, YCbCr, RGBX, LAB, HSV, ...
 
 
-def _png_route(im: ImageFile.ImageFile, data: bytes) -> tuple[int, str]:
-    # The IHDR is the first chunk: bit depth at byte 24, colour type at 25. Pillow reports 16-bit
-    # LA as "RGBA", so the channel count comes from the colour type, not from the mode.
-    color_type = data[25]
-    trns = im.info.get("transparency") is not None
-    if color_type == 3:  # palette: torchvision expands it, tRNS included, exactly as Pillow
-        return (4 if trns else 3), "torchvision.png"
-    if trns:  # grey/RGB + tRNS: torchvision (libpng) ignores the key colour; Pillow applies it
-        return (2 if color_type == 0 else 4), "pillow"
-    return {0: 1, 2: 3, 4: 2, 6: 4}[color_type], "torchvision.png"
-
-
 def _route(im: ImageFile.ImageFile, data: bytes, frames: int) -> tuple[int, str]:
     fmt, mode = im.format, im.mode
     trns = im.info.get("transparency") is not None
     if fmt in ("JPEG", "MPO") and mode in ("L", "RGB"):
         return (1 if mode == "L" else 3), "torchvision.jpeg"
-    if fmt == "PNG":
-        return _png_route(im, data)
     if fmt == "WEBP" and frames == 1:  # torchvision refuses animated WebP
         return (4 if mode == "RGBA" else 3), "torchvision.webp"
-    if fmt == "GIF" and frames == 1 and not trns:
-        # torchvision's decode_gif decodes every frame (memory = frames x pixels) and paints
-        # transparent pixels with a colour of its own: those GIFs go through Pillow.
-        return (1 if mode == "L" else 3), "torchvision.gif"
+    if fmt == "PNG" and mode == "RGBA":
+        ihdr = _png_chunk(data, b"IHDR")
+        if ihdr is not None and len(ihdr) >= 10 and ihdr[9] == 4:
+            return 2, "pillow"  # Pillow opens 16-bit grey+alpha as "RGBA" (R = G = B): kept grey
     return pillow_target(mode, trns), "pillow"
 
 
@@ -239,33 +226,42 @@ def probe(data: bytes) -> SourceInfo:
     data = bytes(data)
     im = open_image(data)
     try:
-        try:
-            frames = int(getattr(im, "n_frames", 1))
-        except Exception:  # a broken later frame does not matter: we decode the first  # noqa: BLE001
-            frames = 1
-        if frames > 1:
-            im.seek(0)
-        sw, sh = _stored_size(im)
-        if sw < 1 or sh < 1:
-            raise DecodeError(f"{_name(im.format)} header gives an empty image ({sw}x{sh})")
-        orientation = read_orientation(im, data)
-        w, h = (sh, sw) if orientation >= 5 else (sw, sh)
-        channels, decoder = _route(im, data, frames)
-        return SourceInfo(
-            format="JPEG" if im.format == "MPO" else str(im.format),
-            width=w,
-            height=h,
-            stored_width=sw,
-            stored_height=sh,
-            mode=im.mode,
-            orientation=orientation,
-            frames=max(1, frames),
-            size_bytes=len(data),
-            channels=channels,
-            decoder=decoder,
-        )
+        return _read_header(im, data)
+    except (DecodeError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a plugin raises on a bad header names the file
+        raise DecodeError(f"corrupt {_name(im.format)} header: {str(e)[:200] or type(e).__name__}") from None
     finally:
         im.close()
+
+
+def _read_header(im: ImageFile.ImageFile, data: bytes) -> SourceInfo:
+    """`probe`'s reading of an opened image (see there)."""
+    try:
+        frames = int(getattr(im, "n_frames", 1))
+    except Exception:  # a broken later frame does not matter: we decode the first  # noqa: BLE001
+        frames = 1
+    if frames > 1:
+        im.seek(0)
+    sw, sh = _stored_size(im)
+    if sw < 1 or sh < 1:
+        raise DecodeError(f"{_name(im.format)} header gives an empty image ({sw}x{sh})")
+    orientation = read_orientation(im, data)
+    w, h = (sh, sw) if orientation >= 5 else (sw, sh)
+    channels, decoder = _route(im, data, frames)
+    return SourceInfo(
+        format="JPEG" if im.format == "MPO" else str(im.format),
+        width=w,
+        height=h,
+        stored_width=sw,
+        stored_height=sh,
+        mode=im.mode,
+        orientation=orientation,
+        frames=max(1, frames),
+        size_bytes=len(data),
+        channels=channels,
+        decoder=decoder,
+    )
 
 
 def check_pixels(info: SourceInfo, max_pixels: int | None, name: str = "MAX_DECODED_PIXELS") -> None:
