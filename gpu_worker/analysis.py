@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from gpu_worker.interop import MODE_OF_CHANNELS
-from kernels.stats import histograms, mean_luma
+from kernels.stats import histograms, mean_luma_from_histograms
 
 #: Histogram keys per channel count (the tutorial names them r, g, b).
 CHANNEL_NAMES = {1: ("l",), 2: ("l", "a"), 3: ("r", "g", "b"), 4: ("r", "g", "b", "a")}
@@ -16,24 +16,27 @@ CHANNEL_NAMES = {1: ("l",), 2: ("l", "a"), 3: ("r", "g", "b"), 4: ("r", "g", "b"
 def analyze(images: list[torch.Tensor], formats: list[str | None]) -> list[dict[str, Any]]:
     """Analysis of each uint8 ``(C, H, W)`` image: size, mode, format, mean luma, histograms.
 
-    Same-shaped images are counted in one device call; the results cross to the host once per group.
+    Each image is counted where it lies (no stacked copy; :func:`kernels.stats.histograms` reads
+    it in blocks of rows), and the mean luma comes from its histograms. The results of images on
+    one device cross to the host in one copy.
     """
     out: list[dict[str, Any] | None] = [None] * len(images)
-    groups: dict[tuple, list[int]] = {}  # (shape, device): a result too large for the GPU is on the host
+    groups: dict[tuple, list[int]] = {}  # (channels, device): a result too large for the GPU is on the host
     for i, image in enumerate(images):
-        groups.setdefault((tuple(image.shape), image.device), []).append(i)
-    for ((c, h, w), _), indices in groups.items():
-        batch = torch.stack([images[i] for i in indices])
-        hists = histograms(batch).cpu().tolist()
-        lumas = mean_luma(batch).cpu().tolist()
+        groups.setdefault((image.shape[0], image.device), []).append(i)
+    for (c, _), indices in groups.items():
+        hists = torch.stack([histograms(images[i].unsqueeze(0))[0] for i in indices])  # (N, C, 256)
+        lumas = mean_luma_from_histograms(hists)
+        hists_host, lumas_host = hists.cpu().tolist(), lumas.cpu().tolist()
         for k, i in enumerate(indices):
+            h, w = images[i].shape[1:]
             out[i] = {
                 "width": w,
                 "height": h,
                 "size": [w, h],
                 "mode": MODE_OF_CHANNELS[c],
                 "format": formats[i],
-                "brightness": round(lumas[k], 4),
-                "histograms": dict(zip(CHANNEL_NAMES[c], hists[k])),
+                "brightness": round(lumas_host[k], 4),
+                "histograms": dict(zip(CHANNEL_NAMES[c], hists_host[k])),
             }
     return out  # type: ignore[return-value]
