@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REQS   := requirements/torch.txt requirements/runtime.txt requirements/dev.txt pyproject.toml
 
-.PHONY: setup test run bench lint clean
+.PHONY: setup test run bench lint clean fuzz
 
 setup: $(STAMP)
 
@@ -26,6 +26,9 @@ run: setup
 bench: setup
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.concurrency
+
+fuzz: setup
+	$(PY) -m benchmarks.fuzz_campaign
 
 lint: setup
 	$(VENV)/bin/hadolint Dockerfile.cuda Dockerfile.cpu
