@@ -12,6 +12,7 @@ any job is taken.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import traceback
@@ -24,6 +25,13 @@ SDK_LOG_LEVELS = ("NOTSET", "TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 
 
 def main() -> None:
+    # A native crash (SIGSEGV, SIGABRT, ...) prints every thread's Python stack to the log.
+    faulthandler.enable(all_threads=True)
+    restarts = _supervisor_restarts()
+    if restarts:
+        from gpu_worker import supervisor
+
+        sys.exit(supervisor.main([sys.executable, *sys.orig_argv[1:]], restarts, _log_error))
     try:
         settings, handler = _prepare()
     except Exception as exc:  # noqa: BLE001 - any start-up failure: one clear line, then exit
@@ -36,6 +44,22 @@ def main() -> None:
         "handler": handler,
         "concurrency_modifier": lambda current: settings.max_concurrency,
     })
+
+
+def _supervisor_restarts() -> int:
+    """SUPERVISOR_RESTARTS when this process should supervise the worker rather than be it: in
+    RunPod's job loop (not the SDK's local modes), not already under a supervisor; else 0. Bad
+    settings give 0 here: the worker itself then fails to start with a line that names them."""
+    from gpu_worker.config import load_settings
+    from gpu_worker.supervisor import supervised
+
+    local_mode = any(arg.startswith(("--test_input", "--rp_serve_api")) for arg in sys.argv[1:])
+    if supervised() or local_mode or not os.environ.get("RUNPOD_WEBHOOK_GET_JOB"):
+        return 0
+    try:
+        return load_settings().supervisor_restarts
+    except ValueError:
+        return 0
 
 
 def _prepare() -> tuple[Any, Callable]:

@@ -33,6 +33,10 @@ class Settings:
     #: Seconds jobs in progress get to finish after SIGTERM; past it they are reported failed and
     #: the worker exits (0: no limit).
     shutdown_grace_s: float = 30.0
+    #: In RunPod's job loop the worker runs under a supervisor (gpu_worker.supervisor) that
+    #: reports the jobs of a crashed worker failed and starts a fresh one, this many times within
+    #: 10 minutes; at the next crash it exits, for the platform to replace the worker. 0: no supervisor.
+    supervisor_restarts: int = 3
     #: CPU: images worked on at once, each on one torch thread (0: every core the process may use,
     #: cgroup CPU quota included; gpu_worker.cpu_pool.available_cores). CUDA: the threads that
     #: encode on the host (PNG, WebP, and JPEG unless CUDA_JPEG_CODEC=nvjpeg), and decode JPEG

@@ -15,6 +15,7 @@ on bytes, header pixels and inferred output pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -33,6 +34,7 @@ from gpu_worker.codecs import SourceInfo, check_pixels, decode_batch, encode, pr
 from gpu_worker.codecs.encode import MAX_SIDE
 from gpu_worker.config import Settings
 from gpu_worker.cpu_pool import map_images
+from gpu_worker.crash_journal import NO_JOURNAL, CrashJournal, NullJournal
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
 from gpu_worker.fetch import fetch_source
 from gpu_worker.overlap import run_chunks
@@ -97,16 +99,19 @@ class JobRunner:
         device: where decode, ops and encode run.
         executor: runs plans on decoded tensors; default: shape-grouped batches in this thread.
         cache: result cache; default: one of ``settings.cache_max_bytes`` (none when 0).
+        journal: where each job's stages are recorded for a supervising process
+            (gpu_worker.crash_journal); default: nowhere.
     """
 
     def __init__(self, settings: Settings, device: torch.device, executor: OpsExecutor | None = None,
-                 cache: ResultCache | None = None):
+                 cache: ResultCache | None = None, journal: CrashJournal | NullJournal = NO_JOURNAL):
         self.settings = settings
         self.device = device
         self.executor = executor or (lambda plan, images: run_plan_counted(plan, images, settings.batch_max_pixels))
         if cache is None and settings.cache_max_bytes > 0:
             cache = ResultCache(settings.cache_max_bytes)
         self.cache = cache
+        self.journal = journal
 
     # --- entry point ------------------------------------------------------------------------
 
@@ -124,7 +129,8 @@ class JobRunner:
                 items = [Item(i, f"images[{i}]", raw) for i, raw in enumerate(raws)]
             else:
                 items = [Item(0, "input", job_input)]
-            timings = self._run_items(items, job_id, progress)
+            with self.journal.job(job_id):
+                timings = self._run_items(items, job_id, progress)
         except JobError as exc:
             return error_response(str(exc))
         timings["total"] = _ms_since(started)
@@ -146,9 +152,10 @@ class JobRunner:
 
     def _run_items(self, items: list[Item], job_id: str, progress: Progress | None) -> dict[str, float]:
         timings = dict.fromkeys(("fetch", "decode", "ops", "encode", "upload"), 0.0)
+        staged = functools.partial(self.journal.staged, job_id)
         self._stage(items, self._validate)
-        timings["fetch"] = self._timed(self._fetch_all, items)
-        self._stage(items, self._probe)
+        timings["fetch"] = self._timed(staged("fetch", self._fetch_all), items)
+        self._stage(items, staged("probe", self._probe))
         self._check_batch_pixels(items)
         self._stage(items, self._lookup_cache)
         # Device work goes chunk by chunk, so a large batch never holds all its pixels at once;
@@ -162,12 +169,13 @@ class JobRunner:
             if progress is not None and len(items) > 1:
                 progress(done, len(items))
 
-        stage_ms = run_chunks(self._chunks(todo), self._decode_all, self._ops_all, self._encode_all, self.device,
-                              encode_behind=self._encodes_on_host, done=report)
+        stage_ms = run_chunks(self._chunks(todo), staged("decode", self._decode_all), staged("ops", self._ops_all),
+                              staged("encode", self._encode_all), self.device, encode_behind=self._encodes_on_host,
+                              done=report)
         for stage, ms in stage_ms.items():
             timings[stage] += ms
         self._stage(items, self._store_cache)
-        timings["upload"] = self._timed(lambda its: self._upload_all(its, job_id), items)
+        timings["upload"] = self._timed(staged("upload", functools.partial(self._upload_all, job_id=job_id)), items)
         return {name: round(value, 3) for name, value in timings.items()}
 
     def _chunks(self, todo: list[Item]) -> list[list[Item]]:

@@ -9,6 +9,7 @@ import torch
 
 from gpu_worker.batcher import CrossJobBatcher
 from gpu_worker.config import Settings, load_settings
+from gpu_worker.crash_journal import CrashJournal
 from gpu_worker.device import select_device
 from gpu_worker.jobs import JobRunner
 
@@ -32,7 +33,8 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     executor = None
     if settings.max_concurrency > 1:
         executor = CrossJobBatcher(wait_ms=settings.batch_wait_ms, max_pixels=settings.batch_max_pixels)
-    return Runtime(settings, device, JobRunner(settings, device, executor=executor))
+    journal = CrashJournal.from_environment()  # set when gpu_worker.supervisor started this process
+    return Runtime(settings, device, JobRunner(settings, device, executor=executor, journal=journal))
 
 
 def get_runtime() -> Runtime:

@@ -14,8 +14,8 @@ corrupt data rather than a signal, as the mutation-fuzz campaign (``make fuzz``,
 in ``make test``) checks:
 
 - PNG and GIF go through Pillow, not torchvision. torchvision 0.29's ``decode_png`` kills the
-  process (SIGSEGV) on any libpng error, such as one flipped byte in the IDAT data (its error
-  handler longjmps out of a finished frame), and its ``decode_gif`` (giflib) refuses valid GIFs
+  process (SIGSEGV) after a libpng error, such as one flipped byte in the IDAT data ("incorrect
+  data check", "bad adaptive filter value"), and its ``decode_gif`` (giflib) refuses valid GIFs
   that Pillow reads and can return another size than the header's. Pillow's decoders are fuzzed
   continuously upstream (OSS-Fuzz) and are the reference for our pixels anyway. Validating every
   chunk CRC and the whole zlib stream before torchvision's decoder would cost an inflate of its
