@@ -1,22 +1,34 @@
-"""A burst of jobs through the real worker loop, MAX_CONCURRENCY=1 against 4, in one run.
+"""A burst of single-image jobs through the real worker loop against the same jobs in-process.
 
-``python -m benchmarks.concurrency [--jobs 16] [--device cpu]`` starts ``python -m gpu_worker``
-against the fake RunPod job queue of the tests (tests/fake_runpod.py, on 127.0.0.1), queues a burst
-of reference jobs (one 1080p JPEG each: resize to 800 wide, sharpen, brightness 1.1 and contrast
-1.2, JPEG q85) all at once, and measures the makespan: from the first job handed out to the last
-result posted. Each concurrency runs in a fresh worker, after a warm-up job.
+``python -m benchmarks.concurrency [--jobs 48] [--concurrency 1,4,16,64] [--device cpu]``
 
-runpod 1.12 waits 1 s before asking for more work whenever all its slots are busy, so with one
-slot a worker takes about one job per second however fast the job is: that, and not the kernels,
-is most of what MAX_CONCURRENCY buys on short jobs. The printout says how much.
+* **Through the loop**: ``python -m gpu_worker`` (the RunPod SDK's job loop, with
+  gpu_worker.sdk_patches installed) against the fake RunPod job queue of the tests
+  (tests/fake_runpod.py, on 127.0.0.1). The burst is queued all at once after a warm-up job; the
+  makespan runs from the first job handed out to the last result posted.
+* **In-process**: the same handler in a fresh process, set up as the worker sets itself up
+  (``gpu_worker.startup.prepare_worker`` with the same settings), the same jobs, the same number
+  at once (an asyncio semaphore of MAX_CONCURRENCY), after the same warm-up job; the makespan runs
+  from the first job started to the last one returned.
+
+Each job is the tutorial client's: one 1080p JPEG (base64), resize to 800 wide, sharpen,
+brightness 1.1 and contrast 1.2, JPEG q85; the result cache is off. The ratio loop/in-process is
+what the SDK's loop costs a RunPod user.
+
+``--post-check`` measures that posting results does not hold the loop up: jobs whose results are
+multi-megabyte PNGs, through the loop with the fake queue answering each result post at once and
+then after ``--post-delay`` seconds (a slow network); with posts off the job slots both take the
+same time.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,69 +40,180 @@ sys.path.insert(0, str(REPO / "tests"))  # the fake queue and process helpers li
 from fake_runpod import FakeRunPodQueue  # noqa: E402
 from worker_process import start_worker  # noqa: E402
 
-from benchmarks.images import jpegs  # noqa: E402
-
 OPERATIONS = [
     {"type": "resize", "params": {"width": 800}},
     {"type": "filter", "params": {"name": "sharpen"}},
     {"type": "adjust", "params": {"brightness": 1.1, "contrast": 1.2}},
 ]
+CONCURRENCIES = (1, 4, 16, 64)
 
 
-def burst(concurrency: int, jobs: list[dict], device: str, log_dir: Path) -> dict:
-    """Run ``jobs`` through one fresh worker; returns makespan and latencies in seconds."""
-    env = {"GPU_WORKER_DEVICE": device, "CACHE_MAX_BYTES": "0", "MAX_CONCURRENCY": str(concurrency)}
-    with FakeRunPodQueue() as queue:
-        worker = start_worker(module="gpu_worker", env=queue.env(**env), log_path=log_dir / f"c{concurrency}.log")
+def make_jobs(count: int, output: dict | None = None, operations: list | None = None) -> list[dict]:
+    """``count`` job inputs, each one distinct 1080p JPEG from benchmarks.images."""
+    from benchmarks.images import jpegs
+
+    output = output or {"format": "JPEG", "quality": 85}
+    operations = OPERATIONS if operations is None else operations
+    return [{"image": {"base64": base64.b64encode(data).decode("ascii")}, "operations": operations,
+             "output": output} for data in jpegs(count)]
+
+
+def worker_env(concurrency: int, device: str) -> dict[str, str]:
+    return {"GPU_WORKER_DEVICE": device, "CACHE_MAX_BYTES": "0", "MAX_CONCURRENCY": str(concurrency)}
+
+
+# ---------------------------------------------------------------------------- through the loop
+def through_loop(concurrency: int, jobs: list[dict], device: str, log_path: Path, post_delay_s: float = 0.0) -> dict:
+    """Run ``jobs`` as one burst through a fresh ``python -m gpu_worker``; returns the measures."""
+    with FakeRunPodQueue(post_delay_s=post_delay_s) as queue:
+        worker = start_worker(module="gpu_worker", env=queue.env(**worker_env(concurrency, device)),
+                              log_path=log_path)
         try:
-            worker.wait_ready(lambda: len(queue.polls) > 0, timeout=120)
-            queue.wait_for_results([queue.add_job(jobs[0])], timeout=120)  # warm-up
+            worker.wait_ready(lambda: len(queue.polls) > 0, timeout=180)
+            queue.wait_for_results([queue.add_job(jobs[0])], timeout=180)  # warm-up
             queue.wait_for_idle_worker(timeout=30)
+            polls_before = len(queue.polls)
             ids = queue.add_jobs(jobs)
-            records = queue.wait_for_results(ids, timeout=600)
+            records = queue.wait_for_results(ids, timeout=900)
+            polls = len(queue.polls) - polls_before
         finally:
             worker.stop()
-    failed = [r for r in records.values() if r.failed]
-    if failed:
-        raise RuntimeError(f"{len(failed)} jobs failed, e.g. {failed[0].result}")
+    outputs = [r.output for r in records.values()]
+    _check(outputs, [r.error for r in records.values()])
     start = min(r.handed_out_at for r in records.values())
     end = max(r.result_at for r in records.values())
-    stacked = [r.output["metadata"]["stacked"] for r in records.values()]
+    return {**_measures(concurrency, outputs, end - start), "job_takes": polls}
+
+
+def _check(outputs: list, errors: list) -> None:
+    failed = [(o, e) for o, e in zip(outputs, errors) if e or not (o or {}).get("success")]
+    if failed:
+        raise RuntimeError(f"{len(failed)} job(s) failed, e.g. {failed[0][1] or failed[0][0]}")
+
+
+def _measures(concurrency: int, outputs: list[dict], seconds: float) -> dict:
+    stacked = [o["metadata"].get("stacked", 1) for o in outputs]
     return {
         "concurrency": concurrency,
-        "jobs": len(jobs),
-        "makespan_s": round(end - start, 3),
-        "jobs_per_s": round(len(jobs) / (end - start), 3),
-        "mean_ops_ms": round(sum(r.output["metadata"]["timings_ms"]["ops"] for r in records.values()) / len(jobs), 1),
+        "jobs": len(outputs),
+        "makespan_s": round(seconds, 3),
+        "jobs_per_s": round(len(outputs) / seconds, 2),
+        "mean_ops_ms": round(sum(o["metadata"]["timings_ms"]["ops"] for o in outputs) / len(outputs), 1),
         "max_stacked": max(stacked),
+        "result_bytes": max(len(o.get("processed_image", "")) for o in outputs),
     }
+
+
+# ---------------------------------------------------------------------------- in-process
+def in_process(concurrency: int, jobs_file: Path, device: str) -> dict:
+    """The same burst through the handler in a fresh process (:func:`_in_process_child`)."""
+    env = {**os.environ, **worker_env(concurrency, device)}
+    env = {k: v for k, v in env.items() if not k.startswith("RUNPOD_WEBHOOK")}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.concurrency", "--in-process-child", str(jobs_file)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"in-process run failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _in_process_child(jobs_file: Path) -> dict:
+    """In this process: set up as ``python -m gpu_worker`` does, warm up with one job, then run the
+    burst MAX_CONCURRENCY at a time through the async handler."""
+    from gpu_worker.config import load_settings
+    from gpu_worker.handler import handler
+    from gpu_worker.startup import prepare_worker
+
+    settings = load_settings()
+    prepare_worker(settings)
+    jobs = json.loads(Path(jobs_file).read_text())
+
+    async def burst() -> tuple[list[dict], float]:
+        await handler({"id": "warm-up", "input": jobs[0]})
+        slots = asyncio.Semaphore(settings.max_concurrency)
+        stamps: list[float] = []
+
+        async def one(i: int, job_input: dict) -> dict:
+            async with slots:
+                stamps.append(time.time())
+                output = await handler({"id": f"job-{i}", "input": job_input})
+                stamps.append(time.time())
+                return output
+
+        outputs = await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
+        return outputs, max(stamps) - min(stamps)
+
+    outputs, seconds = asyncio.run(burst())
+    _check(outputs, [None] * len(outputs))
+    return _measures(settings.max_concurrency, outputs, seconds)
+
+
+# ---------------------------------------------------------------------------- the runs
+def sweep(concurrencies: list[int], count: int, device: str, tmp: Path) -> list[dict]:
+    """Loop and in-process at each concurrency, one right after the other."""
+    jobs = make_jobs(count)
+    jobs_file = tmp / "jobs.json"
+    jobs_file.write_text(json.dumps(jobs))
+    rows = []
+    for concurrency in concurrencies:
+        loop = through_loop(concurrency, jobs, device, tmp / f"loop-c{concurrency}.log")
+        local = in_process(concurrency, jobs_file, device)
+        rows.append({"concurrency": concurrency, "loop": loop, "in_process": local,
+                     "ratio": round(loop["jobs_per_s"] / local["jobs_per_s"], 2)})
+        print(f"  MAX_CONCURRENCY={concurrency}: loop {loop['jobs_per_s']} jobs/s, "
+              f"in-process {local['jobs_per_s']} jobs/s, ratio {rows[-1]['ratio']}", flush=True)
+    return rows
+
+
+def post_check(concurrency: int, count: int, delay_s: float, device: str, tmp: Path) -> dict:
+    """Multi-megabyte results (1080p PNG, no resize) through the loop, posts answered at once and
+    after ``delay_s``: if posting held a job slot, the delay would add up per slot."""
+    jobs = make_jobs(count, output={"format": "PNG"}, operations=[{"type": "filter", "params": {"name": "sharpen"}}])
+    fast = through_loop(concurrency, jobs, device, tmp / "post-fast.log")
+    slow = through_loop(concurrency, jobs, device, tmp / "post-slow.log", post_delay_s=delay_s)
+    held = count / concurrency * delay_s  # what the delay would add if each post held its slot
+    return {"concurrency": concurrency, "jobs": count, "post_delay_s": delay_s, "fast": fast, "slow": slow,
+            "added_s": round(slow["makespan_s"] - fast["makespan_s"], 2),
+            "added_if_posts_held_slots_s": round(held, 2)}
+
+
+def print_report(report: dict) -> None:
+    print(f"\n{'MAX_CONCURRENCY':>16} {'loop jobs/s':>12} {'in-process jobs/s':>18} {'ratio':>6} "
+          f"{'job-takes':>10} {'max stacked':>12}")
+    for row in report["sweep"]:
+        print(f"{row['concurrency']:>16} {row['loop']['jobs_per_s']:>12.2f} {row['in_process']['jobs_per_s']:>18.2f} "
+              f"{row['ratio']:>6.2f} {row['loop']['job_takes']:>10} {row['loop']['max_stacked']:>12}")
+    post = report.get("post_check")
+    if post:
+        print(f"\n{post['jobs']} jobs with {post['fast']['result_bytes'] / 1e6:.1f} MB results at MAX_CONCURRENCY="
+              f"{post['concurrency']}: {post['fast']['makespan_s']:.2f} s with posts answered at once, "
+              f"{post['slow']['makespan_s']:.2f} s with each post taking {post['post_delay_s']} s "
+              f"(+{post['added_s']} s; +{post['added_if_posts_held_slots_s']} s if posts held the slots)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=48)
+    parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCIES)))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--post-check", action="store_true", help="also measure slow result posts")
+    parser.add_argument("--post-delay", type=float, default=0.5)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "concurrency.json"))
+    parser.add_argument("--in-process-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.in_process_child:
+        print(json.dumps(_in_process_child(Path(args.in_process_child))))
+        return 0
 
-    sources = jpegs(args.jobs)
-    jobs = [{"image": {"base64": base64.b64encode(data).decode("ascii")}, "operations": OPERATIONS,
-             "output": {"format": "JPEG", "quality": 85}} for data in sources]
+    load = os.getloadavg()[0]
+    report = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": f"{os.cpu_count()} cores",
+              "device": args.device, "load_before": round(load, 2)}
     with tempfile.TemporaryDirectory() as tmp:
-        results = [burst(c, jobs, args.device, Path(tmp)) for c in (1, 4)]
-    one, four = results
-    report = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} cores",
-        "device": args.device,
-        "results": results,
-        "speedup_4_over_1": round(one["makespan_s"] / four["makespan_s"], 2),
-    }
-    print(f"{'MAX_CONCURRENCY':>16} {'jobs':>5} {'makespan s':>11} {'jobs/s':>7} {'ops ms/job':>11} {'max stacked':>12}")
-    for r in results:
-        print(f"{r['concurrency']:>16} {r['jobs']:>5} {r['makespan_s']:>11.2f} {r['jobs_per_s']:>7.2f} "
-              f"{r['mean_ops_ms']:>11.1f} {r['max_stacked']:>12}")
-    print(f"MAX_CONCURRENCY=4 finishes the burst {report['speedup_4_over_1']}x sooner than 1")
+        report["sweep"] = sweep([int(c) for c in args.concurrency.split(",")], args.jobs, args.device, Path(tmp))
+        if args.post_check:
+            report["post_check"] = post_check(4, 16, args.post_delay, args.device, Path(tmp))
+    report["load_after"] = round(os.getloadavg()[0], 2)
+    print_report(report)
+    print(f"load average (1 min) before {report['load_before']}, after {report['load_after']} on {report['machine']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     return 0

@@ -92,6 +92,7 @@ class Poll:
     authorization: str | None
     handed_out: list[str] = field(default_factory=list)
     answered_at: float | None = None
+    throttled: bool = False  # answered 429 Too Many Requests (see FakeRunPodQueue.throttle)
 
 
 class _Server(ThreadingHTTPServer):
@@ -110,8 +111,11 @@ class FakeRunPodQueue:
             records = queue.wait_for_results(ids, timeout=20)
 
     ``poll_hold_s``: how long an empty job-take poll is held before 204 (keep it > 0: after a
-    204 the SDK polls again at once). While the worker is full it does not poll; it sleeps 1 s.
+    204 the SDK polls again at once). While the worker is full it does not poll: runpod 1.12.0
+    sleeps 1 s, gpu_worker.sdk_patches' prompt job-take waits for a slot to free.
     ``stop_poll_hold_s``: the same for the stop channel (after a 204 the SDK waits 1 s).
+    ``post_delay_s``: each job-done post is taken in only after this long, as over a slow link
+    (its record's ``result_at`` is then), and answered after that.
     Records: ``records`` (id -> :class:`JobRecord`), ``polls``, ``stop_polls``, ``pings``,
     ``unexpected`` (anything malformed: tests should assert it stays empty).
     """
@@ -125,6 +129,7 @@ class FakeRunPodQueue:
         pod_id: str | None = None,
         api_key: str = "fake-runpod-api-key",
         ping_interval_ms: int = 2000,
+        post_delay_s: float = 0.0,
     ) -> None:
         if ping_interval_ms < 1000:
             # the SDK sleeps RUNPOD_PING_INTERVAL // 1000 seconds: below 1000 it spins
@@ -135,6 +140,7 @@ class FakeRunPodQueue:
         self.pod_id = pod_id or f"fake-pod-{uuid.uuid4().hex[:8]}"
         self.api_key = api_key
         self.ping_interval_ms = ping_interval_ms
+        self.post_delay_s = post_delay_s
 
         self._cond = threading.Condition()
         self._pending: collections.deque[str] = collections.deque()
@@ -142,6 +148,7 @@ class FakeRunPodQueue:
         self._counter = itertools.count(1)
         self._stopping = False
         self._held_polls = 0
+        self._throttle = 0
 
         self.records: dict[str, JobRecord] = {}
         self.polls: list[Poll] = []
@@ -253,6 +260,12 @@ class FakeRunPodQueue:
             self._stop_signals.append(job_id)
             self._cond.notify_all()
 
+    def throttle(self, count: int = 1) -> None:
+        """Answer the next ``count`` job-take requests 429 Too Many Requests at once (recorded in
+        ``polls`` with ``throttled=True``)."""
+        with self._cond:
+            self._throttle += count
+
     @property
     def pending(self) -> list[str]:
         """Ids queued but not yet handed out."""
@@ -316,11 +329,16 @@ class FakeRunPodQueue:
 
     # ------------------------------------------------------------------ HTTP side
     def _take(self, poll: Poll, batch: bool) -> Any:
-        """Hand out up to ``poll.batch_size`` jobs, holding the poll while the queue is empty."""
+        """Hand out up to ``poll.batch_size`` jobs, holding the poll while the queue is empty;
+        ``"throttled"`` when the poll is to be answered 429."""
         deadline = time.monotonic() + self.poll_hold_s
         with self._cond:
             self.polls.append(poll)
             self._cond.notify_all()
+            if self._throttle > 0:
+                self._throttle -= 1
+                poll.throttled, poll.answered_at = True, time.time()
+                return "throttled"
             self._held_polls += 1
             try:
                 while not self._pending and not self._stopping:
@@ -426,7 +444,10 @@ def _make_handler(queue: FakeRunPodQueue) -> type[BaseHTTPRequestHandler]:
                 poll = Poll(at=time.time(), kind=kind, worker_id=parts[1], batch_size=batch_size,
                             job_in_progress=query.get("job_in_progress"), authorization=auth)
                 jobs = queue._take(poll, batch)
-                self._reply(204) if jobs is None else self._reply(200, jobs)
+                if jobs == "throttled":
+                    self._reply(429)
+                else:
+                    self._reply(204) if jobs is None else self._reply(200, jobs)
             elif kind == "job-stop" and len(parts) == 2:
                 signals = queue._take_stop_signals()
                 self._reply(200, {"jobsToStop": signals}) if signals else self._reply(204)
@@ -458,6 +479,8 @@ def _make_handler(queue: FakeRunPodQueue) -> type[BaseHTTPRequestHandler]:
                 queue._note_unexpected(f"POST {self.path!r} with non-object body {raw[:200]!r}")
                 self._reply(400)
                 return
+            if kind == "job-done" and body.get("status") != "IN_PROGRESS" and queue.post_delay_s > 0:
+                time.sleep(queue.post_delay_s)
             ok = queue._post(kind, parts[2], query, body)
             self._reply(200, {}) if ok else self._reply(404)
 

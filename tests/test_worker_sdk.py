@@ -337,7 +337,7 @@ def test_batch_job_in_order_with_progress_updates(worker4):
     assert progress == [{"processed": n, "total": 4} for n in (2, 3)]
 
 
-def test_concurrency_4_overlaps_and_finishes_sooner_than_1(worker4, workers, tmp_path):
+def test_concurrency_4_overlaps_and_one_slot_is_refilled_at_once(worker4, workers, tmp_path):
     source = jpeg("chelsea.png", (200, 133))
     jobs = [heavy_job(source, 800 + 8 * i, 532, blurs=1) for i in range(8)]  # distinct shapes
     queue4, _ = worker4
@@ -357,11 +357,12 @@ def test_concurrency_4_overlaps_and_finishes_sooner_than_1(worker4, workers, tmp
     overlap4, overlap1 = max_overlap(records4), max_overlap(records1)
     print(f"8 jobs (800x532 enlargement + blur): MAX_CONCURRENCY=4 {span4:.2f} s (overlap {overlap4}), "
           f"MAX_CONCURRENCY=1 {span1:.2f} s (overlap {overlap1}), ratio {span4 / span1:.2f}")
-    assert overlap1 == 1 and overlap4 >= 3
-    # runpod 1.12: a full worker sleeps 1 s before it asks again, so one slot takes about a job
-    # per second: 8 jobs one at a time need over 7 s, four at a time about 2 rounds.
-    assert span1 > 6.5
-    assert span4 < 0.6 * span1
+    # Held at once = running + results being posted: one slot runs one job while the result
+    # before it may still be on its way (sdk_patches fix 4).
+    assert overlap1 <= 2 and overlap4 >= 3
+    # runpod 1.12 alone sleeps 1 s whenever every slot is busy: 8 jobs one at a time took over
+    # 7 s. The prompt job-take asks again as soon as the slot frees.
+    assert span1 < 4.0
 
 
 def test_cross_job_batching_stacks_concurrent_jobs(worker4):
