@@ -66,11 +66,32 @@ def grayscale(images: torch.Tensor) -> torch.Tensor:
     check_images(images)
     if images.shape[1] < 3:
         return images[:, 0:1].clone()
-    # Convert.c's integer formula itself, in int32 (1.6x the float32 route of _luma on a CPU).
+    # Convert.c's integer formula itself, in int32 (1.6x the float32 route of _luma on a CPU), in
+    # blocks of rows so the int32 temporary stays small.
     wr, wg, wb = _LUMA_WEIGHTS
-    acc = images[:, 0:1].to(torch.int32).mul_(wr)
-    acc.add_(images[:, 1:2], alpha=wg).add_(images[:, 2:3], alpha=wb).add_(0x8000)
-    return acc.bitwise_right_shift_(16).to(torch.uint8)
+    out = torch.empty((images.shape[0], 1, *images.shape[2:]), dtype=torch.uint8, device=images.device)
+    for rows in _row_blocks(images, _piece_pixels(images.device)):
+        acc = images[:, 0:1, rows].to(torch.int32).mul_(wr)
+        acc.add_(images[:, 1:2, rows], alpha=wg).add_(images[:, 2:3, rows], alpha=wb).add_(0x8000)
+        out[:, :, rows] = acc.bitwise_right_shift_(16)
+    return out
+
+
+#: Pixels per plane in one piece of :func:`adjust` and :func:`grayscale` on the CPU (float32 or
+#: int32 buffers of a few MB), and elsewhere (CUDA: larger pieces, fewer kernel launches).
+CPU_PIECE_PIXELS_LARGE = 1 << 20
+CUDA_PIECE_PIXELS = 1 << 22
+
+
+def _piece_pixels(device: torch.device) -> int:
+    return CPU_PIECE_PIXELS_LARGE if device.type == "cpu" else CUDA_PIECE_PIXELS
+
+
+def _row_blocks(images: torch.Tensor, pixels: int) -> list[slice]:
+    """Slices of rows (dim 2) of ``(B, C, H, W)`` with about ``pixels`` pixels of the batch each."""
+    b, _, h, w = images.shape
+    rows = max(1, min(h, pixels // max(1, b * w)))
+    return [slice(top, top + rows) for top in range(0, h, rows)]
 
 
 def _float32(value: float) -> float:
@@ -145,36 +166,40 @@ def _contrast_and_color(x: torch.Tensor, means: torch.Tensor | None, contrast: f
     return x
 
 
-#: Pixels per plane in one piece of :func:`_saturate_in_pieces`.
+#: Pixels per plane in one piece of :func:`adjust` on the CPU when it asks for saturation.
 CPU_PIECE_PIXELS = 1 << 16
 
 
-def _saturate_in_pieces(x: torch.Tensor, brightness: float | None, contrast: float | None,
-                        saturation: float) -> torch.Tensor:
-    """:func:`adjust` of uint8 RGB ``x`` on the CPU when it asks for saturation, a few rows of one
-    image at a time through one reused float32 buffer: Color's blends, against a per-pixel luma,
-    then run in cache (800x450 photo, one thread: 3.1 -> 1.5 ms). Contrast's mean then needs a
-    pass of its own first. Without saturation the whole image at once is faster (measured)."""
+def _adjust_in_pieces(x: torch.Tensor, out: torch.Tensor, brightness: float | None,
+                      contrast: float | None, saturation: float | None) -> None:
+    """:func:`adjust` of the uint8 colour planes ``x`` ``(B, C, H, W)`` into ``out[:, :C]``, a few
+    rows of the batch at a time through one reused float32 buffer, so no step holds a float copy of
+    the whole image. On the CPU with saturation the pieces are small: Color's blends, against a
+    per-pixel luma, then run in cache (800x450 photo, one thread: 3.1 -> 1.5 ms). Contrast's mean
+    needs a pass of its own first (brightness is applied again in the second pass)."""
     b, c, h, w = x.shape
-    rows = max(1, CPU_PIECE_PIXELS // w)
-    pieces = [(i, top) for i in range(b) for top in range(0, h, rows)]
-    buffer = torch.empty(c * min(rows, h) * w, dtype=torch.float32)
+    small = saturation is not None and x.device.type == "cpu"
+    pieces = _row_blocks(x, CPU_PIECE_PIXELS if small else _piece_pixels(x.device))
+    rows = pieces[0].stop - pieces[0].start
+    buffer = torch.empty(b * c * rows * w, dtype=torch.float32, device=x.device)
+    last_truncates = contrast is not None or saturation is not None
 
-    def brightened(i: int, top: int) -> torch.Tensor:
-        part = x[i : i + 1, :, top : top + rows]
-        return _brighten(buffer[: part.numel()].view(part.shape).copy_(part), brightness, truncate=True)
+    def brightened(part: slice) -> torch.Tensor:
+        piece = x[:, :, part]
+        return _brighten(buffer[: piece.numel()].view(piece.shape).copy_(piece), brightness, last_truncates)
 
-    means = None
+    means, f = None, None
     if contrast is not None:
-        totals = torch.zeros((b, 1, 1, 1), dtype=torch.float64)
-        for i, top in pieces:
-            totals[i] += _luma_total(_luma(brightened(i, top)))[0]
+        totals = torch.zeros((b, 1, 1, 1), dtype=torch.float64, device=x.device)
+        for part in pieces:
+            f = brightened(part)
+            totals += _luma_total(_luma(f) if c == 3 else f)
         means = _mean_level(totals, h * w)
-    out = torch.empty(x.shape, dtype=torch.uint8)
-    for i, top in pieces:
-        mean = None if means is None else means[i : i + 1]
-        out[i : i + 1, :, top : top + rows] = _contrast_and_color(brightened(i, top), mean, contrast, saturation)
-    return out
+    for part in pieces:
+        # One piece: the buffer still holds it brightened from the mean's pass.
+        f = f if len(pieces) == 1 and f is not None else brightened(part)
+        # Each step truncates to integers, except the last: the conversion to uint8 does that.
+        out[:, :c, part] = _contrast_and_color(f, means, contrast, saturation)
 
 
 def adjust(
@@ -217,16 +242,8 @@ def adjust(
         return images.clone()
 
     x = color_channels(images)
-    if s is not None and x.device.type == "cpu":
-        out = _saturate_in_pieces(x, b, c, s)
-    else:
-        # Each step truncates to integers, except the last: the conversion to uint8 does that.
-        f = _brighten(x.to(torch.float32), b, truncate=c is not None or s is not None)
-        # The mean needs the whole brightened image: the one pass that cannot be fused with the
-        # elementwise steps around it.
-        means = None if c is None else _mean_level(_luma_total(_luma(f) if f.shape[1] == 3 else f),
-                                                   f.shape[2] * f.shape[3])
-        out = _contrast_and_color(f, means, c, s).to(torch.uint8)
+    out = torch.empty(images.shape, dtype=torch.uint8, device=images.device)
+    _adjust_in_pieces(x, out, b, c, s)
     if has_alpha(images):
-        out = torch.cat([out, images[:, -1:]], dim=1)
+        out[:, -1:] = images[:, -1:]
     return out

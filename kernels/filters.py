@@ -123,10 +123,12 @@ def _float32(value: float) -> float:
     return struct.unpack("f", struct.pack("f", value))[0]
 
 
-def _pillow_float_sums(images: torch.Tensor, spec: FixedFilter) -> torch.Tensor:
-    """``ss`` of the interior, computed in float32 in exactly the order Filter.c computes it.
+def _pillow_float_sums(src: torch.Tensor, spec: FixedFilter) -> torch.Tensor:
+    """``ss`` of the interior rows of a slab, computed in float32 in exactly the order Filter.c does.
 
-    Filter.c: ``ss = offset + 0.5``, then for each grid row (grid row 0 against image row ``y + r``)
+    ``src`` is uint8 ``(P, rows + 2r, W)`` (``r`` the kernel's radius); the result is float32
+    ``(P, rows, W - 2r)``, the sums of the slab's rows ``r .. rows + r - 1``. Filter.c:
+    ``ss = offset + 0.5``, then for each grid row (grid row 0 against image row ``y + r``)
     ``ss += ((p0 * k0 + p1 * k1) + p2 * k2) ...`` with ``k = float(weight) / float(scale)``, each
     product and sum rounded to float32. Used only where ties make the order matter (see
     :attr:`FixedFilter.has_ties`); it costs one elementwise pass per non-zero weight. Products and
@@ -135,8 +137,8 @@ def _pillow_float_sums(images: torch.Tensor, spec: FixedFilter) -> torch.Tensor:
     """
     k = spec.size
     r = k // 2
-    _, _, h, w = images.shape
-    x = images.to(torch.float32)
+    h, w = src.shape[-2:]
+    x = src.to(torch.float32)
     ss = None
     for i, weights in enumerate(spec.weights):
         row = None
@@ -144,59 +146,75 @@ def _pillow_float_sums(images: torch.Tensor, spec: FixedFilter) -> torch.Tensor:
             if weight == 0:  # adds an exact 0.0 in Pillow: skipping it changes nothing
                 continue
             # Image row y + r - i, column x + j - r, for every interior (y, x).
-            tap = x[:, :, 2 * r - i : h - i, j : w - 2 * r + j]
+            tap = x[..., 2 * r - i : h - i, j : w - 2 * r + j]
             term = tap * _float32(_float32(weight) / _float32(spec.scale))
-            row = term if row is None else row + term
+            row = term if row is None else row.add_(term)
         if row is not None:
-            ss = row + _float32(spec.offset + 0.5) if ss is None else ss + row
+            ss = row.add_(_float32(spec.offset + 0.5)) if ss is None else ss.add_(row)
     assert ss is not None  # every table entry has a non-zero weight
     return ss
 
 
-#: Elements per chunk of the integer path on the CPU: a chunk's int16 planes stay in cache (2 MB),
-#: and chunks are few. With one torch thread per image (the worker) each call's Python overhead
-#: counts: SHARPEN at 800x450 took 2.9 ms in chunks of 2**16 elements, 2.3 ms in chunks of 2**20,
-#: and two threads contending for the interpreter made the small chunks slower still.
+def _exact_sums(src: torch.Tensor, spec: FixedFilter) -> torch.Tensor:
+    """Pillow's clip8 value of the interior rows of a slab, for filters without ties.
+
+    ``src`` is uint8 ``(P, rows + 2r, W)``; returns float32 ``(P, rows, W - 2r)`` holding integers
+    0..255. The sum of ``pixel * weight`` over the taps is computed exactly in integers (int16
+    holds ``255 * sum(|weight|)`` for every table entry) as shifted slices, then divided by the
+    scale in float32, which rounds as Pillow does for filters without ties (see
+    :attr:`FixedFilter.has_ties`).
+    """
+    r = spec.size // 2
+    rows, cols = src.shape[-2] - 2 * r, src.shape[-1] - 2 * r
+    bound = 255 * sum(abs(weight) for row in spec.weights for weight in row)
+    dtype = torch.int16 if bound <= torch.iinfo(torch.int16).max else torch.int32
+    src = src.to(dtype)
+    acc = None
+    # Grid row i multiplies image row y + r - i (the vertical flip); column j, image column x + j - r.
+    for i, grid_row in enumerate(spec.weights):
+        for j, weight in enumerate(grid_row):
+            if weight:
+                tap = src[..., 2 * r - i : 2 * r - i + rows, j : j + cols]
+                acc = tap * weight if acc is None else acc.add_(tap, alpha=weight)
+    # Pillow's clip8(sum / scale + offset + 0.5): clamp to 0..255, then truncate.
+    return acc.to(torch.float32).div_(spec.scale).add_(spec.offset + 0.5)
+
+
+#: Elements per chunk on the CPU: a chunk's int16 planes stay in cache (2 MB), and chunks are
+#: few. With one torch thread per image (the worker) each call's Python overhead counts: SHARPEN
+#: at 800x450 took 2.9 ms in chunks of 2**16 elements, 2.3 ms in chunks of 2**20, and two threads
+#: contending for the interpreter made the small chunks slower still.
 CPU_CHUNK_ELEMENTS = 1 << 20
+#: Elements per chunk elsewhere (CUDA), over the whole batch: few, large kernel launches, while
+#: the float32 temporaries stay a bounded size (a few hundred MB) however large the batch.
+CHUNK_ELEMENTS = 1 << 24
 
 
-def _exact_interior(images: torch.Tensor, spec: FixedFilter, out: torch.Tensor) -> None:
-    """Write Pillow's filtered interior into ``out`` (a contiguous copy of ``images``).
-
-    The sum of ``pixel * weight`` over the taps is computed exactly in integers (int16 holds
-    ``255 * sum(|weight|)`` for every table entry) as shifted slices of the image, then divided by
-    the scale in float32, which rounds as Pillow does for filters without ties (see
-    :attr:`FixedFilter.has_ties`). On the CPU the planes are cut into cache-sized row chunks: a
-    whole-batch pass per tap would stream the batch through memory once per weight. (Kornia's
-    filter2d gives the same sums through a float convolution, but measured 7x slower than this on a
-    CPU for 3x3 grids on photos, and its result needs the same rounding afterwards.)
+def _filter_interior(images: torch.Tensor, spec: FixedFilter, out: torch.Tensor) -> None:
+    """Write Pillow's filtered interior into ``out`` (a contiguous copy of ``images``), in chunks
+    of rows: on the CPU one plane at a time in cache-sized chunks (a whole-batch pass per tap
+    would stream the batch through memory once per weight), elsewhere the whole batch's rows.
+    (Kornia's filter2d gives the same integer sums through a float convolution, but measured 7x
+    slower than this on a CPU for 3x3 grids on photos, and its result needs the same rounding
+    afterwards.)
     """
     r = spec.size // 2
     b, c, h, w = images.shape
-    rows, cols = h - 2 * r, w - 2 * r
-    bound = 255 * sum(abs(weight) for row in spec.weights for weight in row)
-    dtype = torch.int16 if bound <= torch.iinfo(torch.int16).max else torch.int32
-    # Grid row i multiplies image row y + r - i (the vertical flip); column j, image column x + j - r.
-    taps = [(2 * r - i, j, weight) for i, row in enumerate(spec.weights) for j, weight in enumerate(row) if weight]
+    rows = h - 2 * r
     planes = images.reshape(b * c, h, w)
     dst = out.view(b * c, h, w)
     if images.device.type == "cpu":
         step = max(1, CPU_CHUNK_ELEMENTS // w)
-        pieces = [(slice(p, p + 1), top, min(rows, top + step)) for p in range(b * c) for top in range(0, rows, step)]
+        pieces = [(slice(p, p + 1), top) for p in range(b * c) for top in range(0, rows, step)]
     else:
-        pieces = [(slice(None), 0, rows)]  # one pass per tap over the whole batch
-    for plane, top, bottom in pieces:
-        src = planes[plane, top : bottom + 2 * r].to(dtype)
-        acc = None
-        for di, dj, weight in taps:
-            tap = src[:, di : di + bottom - top, dj : dj + cols]
-            if acc is None:
-                acc = tap * weight
-            else:
-                acc.add_(tap, alpha=weight)
-        # Pillow's clip8(sum / scale + offset + 0.5): clamp to 0..255, then truncate.
-        value = acc.to(torch.float32).div_(spec.scale).add_(spec.offset + 0.5).clamp_(0.0, 255.0).floor_()
-        dst[plane, r + top : r + bottom, r : w - r] = value.to(torch.uint8)
+        step = max(1, CHUNK_ELEMENTS // (b * c * w))
+        pieces = [(slice(None), top) for top in range(0, rows, step)]
+    sums = _pillow_float_sums if spec.has_ties else _exact_sums
+    for plane, top in pieces:
+        bottom = min(rows, top + step)
+        value = sums(planes[plane, top : bottom + 2 * r], spec)
+        # Pillow's clip8(ss): clamp to 0..255, then truncate (ss holds the +0.5 of rounding).
+        dst[plane, r + top : r + bottom, r : w - r] = value.clamp_(0.0, 255.0)
 
 
 def apply_filter(images: torch.Tensor, name: str) -> torch.Tensor:
@@ -228,11 +246,5 @@ def apply_filter(images: torch.Tensor, name: str) -> torch.Tensor:
     if b == 0 or h < spec.size or w < spec.size:
         return out
 
-    r = spec.size // 2
-    if spec.has_ties:
-        # Pillow's clip8(ss): clamp to 0..255, then truncate (ss already holds the +0.5 of rounding).
-        value = _pillow_float_sums(images, spec).clamp_(0.0, 255.0).floor_()
-        out[:, :, r : h - r, r : w - r] = value.to(torch.uint8)
-    else:
-        _exact_interior(images, spec, out)
+    _filter_interior(images, spec, out)
     return out

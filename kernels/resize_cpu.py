@@ -62,6 +62,10 @@ _MAX_PHASES = 64
 #: more calls, which two threads serialise on the interpreter lock (10.3 ms at 2**18, 12.3 at 2**17).
 _CHUNK_ELEMENTS = 1 << 18
 
+#: Longest rows (elements) the height pass of :func:`_rows_pass` takes at once; longer rows are
+#: cut into bands of columns. A chunk holds at least one block's window of rows in float64.
+_MAX_ROW_LENGTH = 1 << 13
+
 
 class GatheredBand(NamedTuple):
     """Block ``b`` reads input pixels ``index[b]`` (int64 ``(blocks, window)``; clamped, padding
@@ -168,9 +172,18 @@ def resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) ->
     """One Pillow pass along ``dim`` (2: height, 3: width) of CPU uint8 ``(B, C, H, W)``.
 
     The input may have any strides: the phased layout reads each plane where it lies (a decoded
-    JPEG is channels-last, and copying it to planes first cost more than the pass saves).
+    JPEG is channels-last, and copying it to planes first cost more than the pass saves). The
+    height pass of a channels-last image works on each image's ``(H, W * C)`` rows, which are
+    contiguous there (every channel at once, whole rows gathered), and returns channels-last;
+    otherwise the result is contiguous.
     """
     batch, channels, height, width = images.shape
+    shape = (height, out_size) if dim == 3 else (out_size, width)
+    interleaved = images.permute(0, 2, 3, 1)  # (B, H, W, C)
+    if dim == 2 and channels > 1 and interleaved.is_contiguous():
+        rows = interleaved.reshape(batch, height, width * channels)
+        out = _rows_pass(rows, out_size, filter)  # (B, out_size, W * C)
+        return out.view(batch, out_size, width, channels).permute(0, 3, 1, 2)
     band = phased_band(images.shape[dim], out_size, filter)
     if band is not None:
         planes = [plane for image in images for plane in image]  # (H, W) views, strides kept
@@ -182,8 +195,31 @@ def resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) ->
             out = _transposed(_gathered_rows(_transposed(planes), out_size, gathered_band(width, out_size, filter)))
         else:
             out = _gathered_rows(planes, out_size, gathered_band(height, out_size, filter))
-    shape = (height, out_size) if dim == 3 else (out_size, width)
     return out.view(batch, channels, *shape)
+
+
+def _rows_pass(planes: torch.Tensor, out_size: int, filter: str) -> torch.Tensor:
+    """The pass along dim 1 of ``(P, N, M)`` uint8 planes whose rows are contiguous;
+    ``(P, out_size, M)`` uint8 out.
+
+    Columns are independent in this pass: rows longer than :data:`_MAX_ROW_LENGTH` are done in
+    bands of columns, so a chunk's float64 window stays small however wide the image is.
+    """
+    count, in_size, length = planes.shape
+    band = phased_band(in_size, out_size, filter)
+
+    def run(columns: torch.Tensor) -> torch.Tensor:
+        if band is not None:
+            return _phased_rows(list(columns), tuple(columns.shape[1:]), out_size, band)
+        return _gathered_rows(columns, out_size, gathered_band(in_size, out_size, filter))
+
+    if length <= _MAX_ROW_LENGTH:
+        return run(planes)
+    out = torch.empty((count, out_size, length), dtype=torch.uint8)
+    for start in range(0, length, _MAX_ROW_LENGTH):
+        stop = min(start + _MAX_ROW_LENGTH, length)
+        out[:, :, start:stop] = run(planes[:, :, start:stop])
+    return out
 
 
 def _round_into(out: torch.Tensor, sums: torch.Tensor) -> None:
