@@ -18,6 +18,7 @@ WEBP       Pillow (libwebp), ``quality`` applies; alpha kept. ``lossless=True`` 
 from __future__ import annotations
 
 import io
+import math
 import re
 
 import torch
@@ -43,17 +44,30 @@ def _clean(err: BaseException) -> str:
     return re.sub(r"^[^,]*, \S+\.(?:cpp|h|cu):\d+, ", "", msg)
 
 
+#: Most elements of a block of rows :func:`flatten_alpha` widens to int32 at a time on the CPU;
+#: other devices take larger blocks (fewer kernel launches).
+_FLATTEN_BLOCK_ELEMENTS = 1 << 18
+_CUDA_FLATTEN_BLOCK_ELEMENTS = 1 << 24
+
+
 def flatten_alpha(image: torch.Tensor) -> torch.Tensor:
     """Composite LA/RGBA onto white: ``(..., C, H, W)`` uint8, C even -> C - 1 channels.
 
     ``out = round(c * a / 255 + 255 * (255 - a) / 255)``, computed exactly in integers as
-    ``255 - round(a * (255 - c) / 255)`` (no ties: 255 is odd) on the tensor's device. Equals
-    Pillow's ``Image.alpha_composite(white, img).convert("RGB")`` within 1 level.
+    ``255 - round(a * (255 - c) / 255)`` (no ties: 255 is odd) on the tensor's device, in blocks
+    of rows so the int32 temporaries stay small. Equals Pillow's
+    ``Image.alpha_composite(white, img).convert("RGB")`` within 1 level.
     """
-    color = image[..., :-1, :, :].to(torch.int32)
-    alpha = image[..., -1:, :, :].to(torch.int32)
-    shade = (alpha * (255 - color) + 127) // 255
-    return (255 - shade).to(torch.uint8)
+    *lead, c, h, w = image.shape
+    out = torch.empty((*lead, c - 1, h, w), dtype=torch.uint8, device=image.device)
+    limit = _FLATTEN_BLOCK_ELEMENTS if image.device.type == "cpu" else _CUDA_FLATTEN_BLOCK_ELEMENTS
+    rows = max(1, min(h, limit // max(1, math.prod(lead) * c * w)))
+    for top in range(0, h, rows):
+        part = image[..., top : top + rows, :]
+        alpha = part[..., -1:, :, :].to(torch.int32)
+        shade = (255 - part[..., :-1, :, :].to(torch.int32)).mul_(alpha).add_(127).floor_divide_(255)
+        out[..., top : top + rows, :] = shade.neg_().add_(255)
+    return out
 
 
 def _check_args(images: torch.Tensor, format: str, quality: int, lossless: bool) -> None:
@@ -71,7 +85,7 @@ def _check_args(images: torch.Tensor, format: str, quality: int, lossless: bool)
 
 def _encode_jpeg(images: torch.Tensor, quality: int, nvjpeg: bool) -> list[bytes]:
     if images.shape[1] % 2 == 0:
-        images = torch.stack([flatten_alpha(img) for img in images])  # one image at a time: int32
+        images = flatten_alpha(images)  # in blocks of rows: int32 temporaries stay small
     if images.device.type == "cuda" and images.shape[1] == 3 and nvjpeg:
         encoded = tvio.encode_jpeg([img.contiguous() for img in images], quality=quality)
         # The files live on the GPU: one copy to the host for all of them, then split.
@@ -88,9 +102,18 @@ def _encode_jpeg(images: torch.Tensor, quality: int, nvjpeg: bool) -> list[bytes
 
 
 def _pil_image(img: torch.Tensor) -> Image.Image:
-    """CPU uint8 (C, H, W) -> PIL image of the matching mode."""
+    """CPU uint8 (C, H, W) -> PIL image of the matching mode.
+
+    The pixels go to Pillow as one interleaved ``(H, W, C)`` array (no copy when ``img`` is
+    channels-last already); L and RGBA images share that array's memory (``frombuffer``), LA and
+    RGB are copied once into Pillow's 4-byte pixels.
+    """
     c, h, w = img.shape
-    return Image.frombytes(_PIL_MODES[c], (w, h), img.permute(1, 2, 0).contiguous().numpy().tobytes())
+    mode = _PIL_MODES[c]
+    array = img.permute(1, 2, 0).contiguous().numpy()
+    if mode in ("L", "RGBA"):
+        return Image.frombuffer(mode, (w, h), array, "raw", mode, 0, 1)
+    return Image.frombytes(mode, (w, h), array)
 
 
 def _encode_png(images: torch.Tensor) -> list[bytes]:
