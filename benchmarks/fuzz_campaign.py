@@ -1,12 +1,13 @@
 """The long mutation-fuzz campaign (issue #12): thousands of mutants and batch mixes through the
 worker, in child processes, then Pillow's own test images (`benchmarks.corpus_campaign`).
 
-    python -m benchmarks.fuzz_campaign [--mutants 5000] [--start 1000] [--batches 200]
+    python -m benchmarks.fuzz_campaign [--mutants 30000] [--large 2000] [--start 1000] [--batches 1000]
                                        [--workers 2] [--timeout 30] [--memory-mb 1536]
                                        [--no-corpus] [--out benchmarks/results/fuzz-latest.json]
 
 Mutants ``start`` .. ``start + mutants - 1`` (`tests/mutants.py`; the default start leaves out
-the numbers the test suite's slice runs) go through the real job path one job each, and
+the numbers the test suite's slice runs) of the 61x43 seeds, and ``large`` more of 257x193 seeds,
+go through the real job path one job each (about 4 ms a case per core on this machine), and
 ``batches`` batch jobs mix three valid seeds with three mutants each (only the mutants may fail).
 Every case must be answered within ``--timeout`` seconds and ``--memory-mb`` of resident memory
 above its child's baseline, with a clean failure or an image of the size its metadata states
@@ -31,7 +32,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # the generator and the harness live wi
 
 from fuzz_cases import batch_case, mutant_cases, seed_cases  # noqa: E402
 from fuzz_harness import Limits, Report, run_cases  # noqa: E402
-from mutants import seed_format  # noqa: E402
+from mutants import SEED_SIZE, seed_format  # noqa: E402
+
+#: Seed size of the ``--large`` mutants: multi-strip TIFFs, many JPEG MCUs and IDAT rows.
+LARGE_SEED_SIZE = (257, 193)
 
 
 def machine() -> str:
@@ -47,14 +51,17 @@ def machine() -> str:
 
 
 def by_format(report: Report) -> dict[str, dict[str, int]]:
-    """Outcomes of the single-mutant cases by seed format ("00042 png-rgba ..." -> png)."""
+    """Outcomes of the single-mutant cases by seed format ("00042 png-rgba@257x193 ..." -> png)."""
+    def fmt(name: str) -> str:
+        return seed_format(name.split()[1].split("@")[0])
+
     table: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for name, result in report.results.items():
         if name[:5].isdigit():
-            table[seed_format(name.split()[1])][result["outcome"]] += 1
+            table[fmt(name)][result["outcome"]] += 1
     for finding in report.findings:
         if finding.case[:5].isdigit() and finding.kind != "problem":
-            table[seed_format(finding.case.split()[1])][finding.kind] += 1
+            table[fmt(finding.case)][finding.kind] += 1
     return {fmt: dict(counts) for fmt, counts in sorted(table.items())}
 
 
@@ -84,13 +91,16 @@ def summary_lines(title: str, report: Report, tried: str) -> list[str]:
 
 def run_mutants(args: argparse.Namespace, limits: Limits) -> tuple[Report, dict]:
     cases = (seed_cases() + mutant_cases(args.start, args.mutants)
+             + mutant_cases(args.start, args.large, LARGE_SEED_SIZE)
              + [batch_case(10_000 + n, first_mutant=args.start) for n in range(args.batches)])
     report = run_cases(cases, workers=args.workers, limits=limits, workdir=args.workdir)
-    tried = f"{args.mutants} mutants (numbers {args.start}-{args.start + args.mutants - 1}), {args.batches} batch mixes"
+    tried = (f"{args.mutants + args.large} mutants (numbers {args.start}-{args.start + args.mutants - 1} of "
+             f"{SEED_SIZE[0]}x{SEED_SIZE[1]} seeds, {args.start}-{args.start + args.large - 1} of "
+             f"{LARGE_SEED_SIZE[0]}x{LARGE_SEED_SIZE[1]} seeds), {args.batches} batch mixes")
     for line in summary_lines("mutation fuzz", report, tried):
         print(line, flush=True)
     print(f"   by seed format: {json.dumps(by_format(report))}")
-    record = {"mutants": args.mutants, "start": args.start, "batches": args.batches, "seconds": round(report.seconds, 1),
+    record = {"mutants": args.mutants, "large_mutants": args.large, "start": args.start, "batches": args.batches, "seconds": round(report.seconds, 1),
               "children": report.children, "counts": report.counts(), "outcomes": report.outcomes(),
               "by_format": by_format(report), **extremes(report), "findings": [str(f) for f in report.findings]}
     return report, record
@@ -98,9 +108,10 @@ def run_mutants(args: argparse.Namespace, limits: Limits) -> tuple[Report, dict]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mutants", type=int, default=5000)
+    parser.add_argument("--mutants", type=int, default=30_000)
+    parser.add_argument("--large", type=int, default=2_000, help=f"mutants of {LARGE_SEED_SIZE} seeds")
     parser.add_argument("--start", type=int, default=1000, help="first mutant number (the test slice uses 0-399)")
-    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--batches", type=int, default=1_000)
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per case")
     parser.add_argument("--memory-mb", type=float, default=1536.0, help="resident memory per case above baseline")

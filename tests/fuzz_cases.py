@@ -12,7 +12,7 @@ import base64
 import random
 
 from fuzz_harness import Case
-from mutants import Mutant, mutant, seeds
+from mutants import SEED_SIZE, Mutant, mutant, seeds
 
 FILTERS = ("lanczos", "bicubic", "bilinear", "nearest")
 FORMATS = ("JPEG", "PNG", "WEBP")
@@ -45,8 +45,9 @@ def mutant_case(m: Mutant) -> Case:
     return Case(m.name, single_job(m.data, m.number))
 
 
-def mutant_cases(start: int, count: int) -> list[Case]:
-    return [mutant_case(mutant(n)) for n in range(start, start + count)]
+def mutant_cases(start: int, count: int, size: tuple[int, int] = SEED_SIZE) -> list[Case]:
+    """Mutants ``start`` .. ``start + count - 1`` of seeds of ``size``, as single jobs."""
+    return [mutant_case(mutant(n, size)) for n in range(start, start + count)]
 
 
 def seed_cases() -> list[Case]:

@@ -18,7 +18,8 @@ Mutations (`MUTATIONS_BY_FORMAT`) are of two families:
 
 `mutant(n)` is a pure function of the integer ``n``: mutant N is the same bytes on every run and
 machine with the same Pillow. Its name says the seed, the mutation and where (``"00042
-png-rgba ihdr-height=65535 crc-fixed"``), so a failure can be rebuilt from its name's number.
+png-rgba ihdr-height=65535 crc-fixed"``), so a failure can be rebuilt from its name's number
+(and the seed size the name states, when it is not the default `SEED_SIZE`).
 """
 
 from __future__ import annotations
@@ -59,10 +60,14 @@ class Mutant:
     seed: str
     mutation: str
     data: bytes
+    size: tuple[int, int] = SEED_SIZE
 
     @property
     def name(self) -> str:
-        return f"{self.number:05d} {self.seed} {self.mutation}"
+        """"00042 png-rgba ihdr-height=65535 crc-fixed"; seeds of another size than `SEED_SIZE`
+        say theirs: "00042 png-rgba@257x193 ..."."""
+        seed = self.seed if self.size == SEED_SIZE else f"{self.seed}@{self.size[0]}x{self.size[1]}"
+        return f"{self.number:05d} {seed} {self.mutation}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,7 +579,7 @@ def mutant(number: int, size: tuple[int, int] = SEED_SIZE) -> Mutant:
     if rng.random() < 0.125:
         data, second = _mutate_once(data, seed_format(seed), rng)
         what = f"{what} + {second}"
-    return Mutant(number, seed, what, data)
+    return Mutant(number, seed, what, data, size)
 
 
 def mutants(start: int, count: int, size: tuple[int, int] = SEED_SIZE) -> Iterator[Mutant]:
