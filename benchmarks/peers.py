@@ -321,9 +321,9 @@ def task_ops(args) -> dict[str, Any]:
     rows = []
 
     if args.peer == "pillow":
-        from benchmarks.pillow_reference import apply_operations
+        from gpu_worker.operations import apply_reference
 
-        times, _ = timed(lambda: [apply_operations(im, OPERATIONS) for im in pils], args.repeats, args.warmup)
+        times, _ = timed(lambda: [apply_reference(im, OPERATIONS) for im in pils], args.repeats, args.warmup)
         rows.append({"peer": "pillow", **summary(times, args.n)})
     elif args.peer == "pyvips":
         import pyvips
@@ -433,7 +433,7 @@ def task_per_op(args) -> dict[str, Any]:
     import torchvision.io as tvio
 
     from benchmarks.images import load_set
-    from benchmarks.pillow_reference import apply_operations
+    from gpu_worker.operations import apply_reference
     from gpu_worker import Pipeline
     from gpu_worker.codecs import decode_batch, encode, probe
 
@@ -456,7 +456,7 @@ def task_per_op(args) -> dict[str, Any]:
         pipe = Pipeline([op], device="cpu")
         rows.append(_op_row(label, median_per_image(lambda: pipe(batch)),
                             median_per_image(lambda: [pipe(x) for x in singles]),
-                            median_per_image(lambda: [apply_operations(im, [op]) for im in pils])))
+                            median_per_image(lambda: [apply_reference(im, [op]) for im in pils])))
 
     # The reference chain, step by step: our bound plan's kernels, and Pillow's calls in order.
     steps = Pipeline(OPERATIONS, device="cpu").plan.bind(tuple(batch.shape[1:])).steps
@@ -475,7 +475,7 @@ def task_per_op(args) -> dict[str, Any]:
         for im in pils:
             for k, op in enumerate(OPERATIONS):
                 started = time.perf_counter()
-                im = apply_operations(im, [op])
+                im = apply_reference(im, [op])
                 spent[k] += time.perf_counter() - started
         return spent
 

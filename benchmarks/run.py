@@ -432,7 +432,7 @@ def tables(result: dict[str, Any]) -> str:
 
     lines.append("\n### Operations only (no codecs), 16 decoded 1080p images\n")
     lines.append("Ours: `Pipeline(operations)(batch)` on a `(16, 3, 1080, 1920)` uint8 tensor already on the device. "
-                 "Pillow: `apply_operations` on decoded PIL images. pyvips: the same calls on memory images.\n")
+                 "Pillow: `gpu_worker.operations.apply_reference` on decoded PIL images. pyvips: the same calls on memory images.\n")
     _table(lines, ["peer", "images/s", "ms/image", "peak GPU MB"], result.get("ops_only", []),
            lambda row: f"| {row['peer']} | {_fmt(row['images_per_s'])} | {_fmt(row['ms_per_image'])} | "
                        f"{_fmt(row.get('peak_gpu_mb'), 0)} |")

@@ -17,7 +17,7 @@ import torch
 from pydantic import ValidationError
 
 from gpu_worker.errors import InvalidInput, LimitExceeded
-from gpu_worker.ops import REGISTRY, ImageShape, OpParams, Operation, Step
+from gpu_worker.operations import REGISTRY, ImageShape, OpParams, Operation, Step
 from gpu_worker.validation import describe, short
 
 

@@ -4,8 +4,8 @@ and error shapes, analysis, base64 spellings, batches, the result cache and RGBA
 Every job goes through ``gpu_worker.handler.run_sync`` (the async handler on an event loop of its
 own) with a runtime built for the test on the CPU, and on CUDA where present. Sources are small
 crops of scikit-image's photos saved as PNG, so the decoded source is exactly the PIL image the
-Pillow reference (`benchmarks.pillow_reference`) is given; with PNG output the result is compared
-pixel by pixel.
+Pillow reference (`gpu_worker.operations.apply_reference`) is given; with PNG output the result
+is compared pixel by pixel.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torchvision.io as tvio
 from PIL import Image
 
 import gpu_worker.runtime as runtime_module
-from benchmarks.pillow_reference import apply_operations
+from gpu_worker.operations import apply_reference
 from conftest import cuda_only
 from gpu_worker.config import Settings
 from gpu_worker.handler import run_sync
@@ -176,7 +176,7 @@ def test_png_output_matches_pillow_reference(worker, case, mode):
     image, data = source(mode, name=COLOR_PHOTOS[sorted(OPS).index(case) % 3])
     response = assert_ok(run({"image": {"base64": data}, "operations": [op], "output": {"format": "PNG"}}))
     subtype, out = output_image(response)
-    expected = apply_operations(image, [op])
+    expected = apply_reference(image, [op])
     assert subtype == "png" and out.format == "PNG"
     assert (response["metadata"]["width"], response["metadata"]["height"]) == out.size == expected.size
     assert out.mode == expected.mode
@@ -192,7 +192,7 @@ def test_lossy_outputs_decode_to_the_reference_size_and_pixels(worker, case, fmt
     subtype, out = output_image(response)
     meta = response["metadata"]
     assert subtype == MIME[fmt] and out.format == fmt and meta["format"] == fmt
-    expected = apply_operations(image, [op])
+    expected = apply_reference(image, [op])
     assert (meta["width"], meta["height"]) == out.size == expected.size
     assert meta["bytes"] == len(output_bytes(response))
     pillow_lossy = Image.open(io.BytesIO(encode_with_pillow(expected, fmt, 85)))
@@ -222,7 +222,7 @@ def test_chain_of_every_op_kind_matches_pillow(worker):
     ]
     image, data = source("RGB", name="chelsea.png")
     _, out = output_image(assert_ok(run({"image": {"base64": data}, "operations": ops, "output": {"format": "PNG"}})))
-    expected = apply_operations(image, ops)
+    expected = apply_reference(image, ops)
     assert out.mode == "L" and out.size == expected.size
     assert max_abs_diff(pil_array(out), pil_array(expected)) <= len(ops)  # at most 1 level per op
 
@@ -422,11 +422,11 @@ def test_batch_results_in_order_defaults_overrides_and_one_bad_item(worker):
 
     for index, name in ((0, "astronaut.png"), (1, "coffee.png")):
         _, out = output_image(assert_ok(results[index]))
-        expected = apply_operations(photos[name][0], job["operations"])
+        expected = apply_reference(photos[name][0], job["operations"])
         assert out.size == expected.size == (40, 25)
         assert max_abs_diff(pil_array(out), pil_array(expected)) <= PILLOW_ATOL["resize"]
     _, out = output_image(assert_ok(results[2]))
-    assert np.array_equal(pil_array(out), pil_array(apply_operations(tall_image, crop)))
+    assert np.array_equal(pil_array(out), pil_array(apply_reference(tall_image, crop)))
     assert "images[3]" in assert_error_shape(results[3]) and "base64" in results[3]["error"]
     subtype, out = output_image(assert_ok(results[4]))
     assert subtype == "jpeg" and out.size == (40, 25) and results[4]["metadata"]["format"] == "JPEG"

@@ -32,7 +32,7 @@ from PIL import Image, ImageOps
 import corpus
 import gpu_worker.jobs as jobs_module
 import gpu_worker.runtime as runtime_module
-from benchmarks.pillow_reference import apply_operations
+from gpu_worker.operations import apply_reference
 from gpu_worker.batching import run_plan_counted
 from gpu_worker.config import Settings
 from gpu_worker.handler import run_sync
@@ -499,7 +499,7 @@ def test_operations_apply_to_the_oriented_image(worker, make, orientation):
     response = run({"image": {"base64": b64(data)}, "operations": ops, "output": {"format": "PNG"}})
     source = ImageOps.exif_transpose(pil_open(data))
     source = source if source.mode in ("RGB", "RGBA") else source.convert("RGB")
-    expected = apply_operations(source, ops)
+    expected = apply_reference(source, ops)
     out = output_image(response)
     assert out.size == expected.size == (35, 43) and out.mode == expected.mode
     assert max_abs_diff(pil_array(out), pil_array(expected)) <= 1
@@ -514,7 +514,7 @@ def test_awkward_files_through_every_op_kind(worker, case):
            {"type": "adjust", "params": {"contrast": 1.2, "saturation": 1.3}},
            {"type": "crop", "params": {"left": 10, "top": 10, "right": 70, "bottom": 60}}]
     out = output_image(run({"image": {"base64": b64(data)}, "operations": ops, "output": {"format": "PNG"}}))
-    expected = apply_operations(expect(data), ops)
+    expected = apply_reference(expect(data), ops)
     assert out.size == expected.size == (60, 50) and out.mode == expected.mode
     assert max_abs_diff(pil_array(out), pil_array(expected)) <= len(ops)
 
@@ -527,7 +527,7 @@ def test_a_batch_of_every_awkward_file_at_once(worker):
                     "images": [{"image": {"base64": b64(d)}} for d in datas]})
     assert response["metadata"]["failed"] == 0, [r.get("error") for r in response["results"]]
     for name, data, result in zip(names, datas, response["results"]):
-        expected = apply_operations(AWKWARD[name][1](data), [{"type": "resize", "params": {"width": 16}}])
+        expected = apply_reference(AWKWARD[name][1](data), [{"type": "resize", "params": {"width": 16}}])
         out = output_image(result)
         assert out.size == expected.size and out.mode == expected.mode, name
         assert max_abs_diff(pil_array(out), pil_array(expected)) <= 1, name

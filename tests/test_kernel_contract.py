@@ -12,29 +12,29 @@ import pytest
 import torch
 from photos import COLOR_PHOTOS, sample, to_tensor
 
-from kernels.color import adjust, grayscale
-from kernels.crop import crop
-from kernels.filters import FILTERS, apply_filter
-from kernels.resize import resize
+from gpu_worker.operations import REGISTRY
 
 Kernel = Callable[[torch.Tensor], torch.Tensor]
-
-#: id -> the kernel with fixed arguments. Every public kernel appears here.
-KERNELS: dict[str, Kernel] = {
-    **{f"filter-{name}": (lambda x, name=name: apply_filter(x, name)) for name in FILTERS},
-    "grayscale": grayscale,
-    "adjust": lambda x: adjust(x, brightness=1.2, contrast=0.5, saturation=2.0),
-    "adjust-contrast": lambda x: adjust(x, contrast=3.7),
-    "crop-inside": lambda x: crop(x, (3, 2, 20, 15)),
-    "crop-overlap": lambda x: crop(x, (-4, 10, 30, 40)),
-    "resize-down-lanczos": lambda x: resize(x, size=(13, 17), filter="lanczos"),
-    "resize-up-bicubic": lambda x: resize(x, size=(40, 50), filter="bicubic"),
-    "resize-nearest": lambda x: resize(x, size=(20, 11), filter="nearest"),
-}
 
 #: Channel count -> mode of the test photos (LA is made from RGBA).
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 SIZE = (29, 23)  # width, height: small, odd, larger than every kernel
+
+
+def _kernels() -> dict[str, Kernel]:
+    """id -> kernel with fixed arguments: every registered operation's examples, bound to SIZE
+    (the kernel of each step; an example that leaves the image as it is has none)."""
+    found = {}
+    for name, entry in REGISTRY.items():
+        for i, params in enumerate(entry.examples):
+            step = entry.bind(entry.params_model.model_validate(params), (3, SIZE[1], SIZE[0]))
+            if step is not None:
+                found[f"{name}-{i}"] = step.kernel
+    return found
+
+
+#: id -> the kernel with fixed arguments. Every registered operation's kernels appear here.
+KERNELS: dict[str, Kernel] = _kernels()
 
 
 def batch(channels: int, device: torch.device, n: int = 3) -> torch.Tensor:

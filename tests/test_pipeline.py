@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.pillow_reference import apply_operations
+from gpu_worker.operations import apply_reference
 from gpu_worker import Pipeline
 from gpu_worker.device import DEVICE_ENV, select_device
 from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample
@@ -47,7 +47,7 @@ def test_every_op_matches_pillow_on_real_photos(case, mode, device):
         images = images[:-1]  # a 2x2 image is all outside these boxes: covered in the kernel tests
     outputs = pipe(images)  # same-sized images run as one stacked batch
     for image, out in zip(images, outputs):
-        expected = apply_operations(image, [op])
+        expected = apply_reference(image, [op])
         assert out.mode == expected.mode and out.size == expected.size
         assert max_abs_diff(pil_array(out), pil_array(expected)) <= PILLOW_ATOL[family], case
 
@@ -60,7 +60,7 @@ def test_tutorial_chain_matches_pillow_within_one_level_per_op(device):
     ]
     image = sample("RGB", (257, 193), "coffee.png")
     out = Pipeline(ops, device=device)(image)
-    expected = apply_operations(image, ops)
+    expected = apply_reference(image, ops)
     assert out.size == expected.size == (200, 150)
     # Kernels are exact (0 here); a chain of three ops may accumulate at most one level per op.
     assert max_abs_diff(pil_array(out), pil_array(expected)) <= len(ops)

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from gpu_worker.errors import InvalidInput, LimitExceeded
-from gpu_worker.ops import REGISTRY, ResizeParams, resize_size, thumbnail_size
+from gpu_worker.operations import REGISTRY
+from gpu_worker.operations.resize import ResizeParams, resize_size, thumbnail_size
 from gpu_worker.plan import compile_plan
 
 

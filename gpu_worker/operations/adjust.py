@@ -1,0 +1,58 @@
+"""``adjust``: Pillow's ``ImageEnhance`` brightness, contrast and saturation, in that order."""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+from PIL import Image, ImageEnhance
+from pydantic import Field, model_validator
+
+import kernels
+from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
+
+#: Largest enhancement factor accepted (Pillow's ImageEnhance has no upper bound).
+MAX_FACTOR = 100.0
+#: Parameter -> Pillow's enhancer, in the order they apply.
+ENHANCERS = (("brightness", ImageEnhance.Brightness), ("contrast", ImageEnhance.Contrast),
+             ("saturation", ImageEnhance.Color))
+
+
+class AdjustParams(OpParams):
+    """Pillow's ``ImageEnhance`` factors, applied brightness, then contrast, then saturation.
+    1.0 leaves the image as it is; 0.0 gives black, flat grey, or grayscale respectively."""
+
+    brightness: Optional[float] = Field(default=None, ge=0.0, le=MAX_FACTOR, description="at least one of the three")
+    contrast: Optional[float] = Field(default=None, ge=0.0, le=MAX_FACTOR)
+    saturation: Optional[float] = Field(default=None, ge=0.0, le=MAX_FACTOR)
+
+    @model_validator(mode="after")
+    def _needs_a_factor(self):
+        if self.brightness is None and self.contrast is None and self.saturation is None:
+            raise ValueError("adjust needs 'brightness', 'contrast' or 'saturation'")
+        return self
+
+
+def bind(p: AdjustParams, shape: ImageShape) -> Optional[Step]:
+    kernel = functools.partial(kernels.adjust, brightness=p.brightness, contrast=p.contrast, saturation=p.saturation)
+    return Step("adjust", shape, shape, kernel)
+
+
+def reference(image: Image.Image, p: AdjustParams) -> Image.Image:
+    for name, enhancer in ENHANCERS:
+        if getattr(p, name) is not None:
+            image = enhancer(image).enhance(getattr(p, name))
+    return image
+
+
+OPERATION = Operation(
+    name="adjust",
+    summary=("`ImageEnhance.Brightness`, then `Contrast`, then `Color`, for the factors given; 1 leaves the "
+             "image as it is, 0 gives black, flat grey, grayscale."),
+    params_model=AdjustParams,
+    bind=bind,
+    reference=reference,
+    tolerance=1,
+    examples=({"brightness": 1.2, "contrast": 0.5, "saturation": 2.0}, {"contrast": 3.7}, {"brightness": 0.4},
+              {"saturation": 0.0}),
+)

@@ -1,0 +1,119 @@
+"""The generic tests every registered operation passes, from its registry entry alone.
+
+For each entry of ``gpu_worker.operations.REGISTRY`` and each of its ``examples``, in every mode
+(L, LA, RGB, RGBA), on every device: the bound plan's output equals the entry's Pillow reference
+within its tolerance on real photos, the batch equals each image run alone, the input is left as
+it was, and the size is the one the plan predicted before running. Parameters drawn from each
+entry's own model (hypothesis) either bind and run to the predicted shape or are refused with a
+message. The README's operation table is the registry's.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, get_args, get_origin
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample, to_array, to_tensor
+from pydantic import ValidationError
+
+from gpu_worker.errors import InvalidInput
+from gpu_worker.operations import REGISTRY, Operation
+from gpu_worker.docs import operations_table
+from gpu_worker.plan import compile_plan
+
+MODES = ("L", "LA", "RGB", "RGBA")
+SIZE = (37, 29)  # width, height: small, odd, larger than every kernel's footprint
+CASES = [(name, i) for name, entry in REGISTRY.items() for i in range(len(entry.examples))]
+
+
+def _photo(mode: str, name: str) -> Image.Image:
+    return sample("RGBA", SIZE, name).convert("LA") if mode == "LA" else sample(mode, SIZE, name)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name, example", CASES, ids=[f"{n}-{i}" for n, i in CASES])
+def test_equals_pillow_batched_and_alone(device, name, example, mode):
+    entry = REGISTRY[name]
+    params = entry.examples[example]
+    photos = [_photo(mode, photo) for photo in COLOR_PHOTOS[:3]]
+    batch = torch.cat([to_tensor(im, device) for im in photos])
+    before = batch.clone()
+    bound = compile_plan([{"type": name, "params": params}]).bind(tuple(batch.shape[1:]))
+    out = bound(batch)
+    assert torch.equal(batch, before), "the input was modified"
+    assert out.dtype == torch.uint8 and out.device == batch.device
+    assert tuple(out.shape) == (3, *bound.out_shape), "not the size the plan predicted"
+    for i, im in enumerate(photos):
+        expected = pil_array(entry.reference(im, entry.params_model.model_validate(params)))
+        diff = max_abs_diff(to_array(out[i : i + 1]), expected)
+        assert diff <= entry.tolerance, f"{name} {params} on {mode} {COLOR_PHOTOS[i]}: {diff} levels from Pillow"
+        assert torch.equal(out[i : i + 1], bound(batch[i : i + 1])), "batched differs from alone"
+
+
+def _field_strategy(annotation: Any, field) -> st.SearchStrategy:
+    """Values for one model field: its literals, booleans, numbers within its bounds (sizes kept
+    small so that every drawn job runs quickly), None where optional, and a few out of range."""
+    if get_origin(annotation) is Optional or type(None) in get_args(annotation):
+        inner = next(a for a in get_args(annotation) if a is not type(None))
+        return st.none() | _field_strategy(inner, field)
+    if get_origin(annotation) is Literal:
+        return st.sampled_from(get_args(annotation))
+    if annotation is bool:
+        return st.booleans()
+    bounds = {type(m).__name__: m for m in field.metadata}
+    low = getattr(bounds.get("Ge"), "ge", -100)
+    high = getattr(bounds.get("Le"), "le", 100)
+    if annotation is int:
+        return st.integers(max(low, -64), min(high, 64)) | st.sampled_from([low - 1, high + 1])
+    return st.floats(max(low, -4.0), min(high, 4.0)) | st.sampled_from([low - 0.5, high + 1.0])
+
+
+def _params(entry: Operation) -> st.SearchStrategy:
+    fields = entry.params_model.model_fields
+    return st.fixed_dictionaries({}, optional={k: _field_strategy(f.annotation, f) for k, f in fields.items()})
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_drawn_parameters_run_to_the_predicted_shape_or_are_refused(name):
+    entry = REGISTRY[name]
+    image = to_tensor(_photo("RGBA", COLOR_PHOTOS[0]))
+
+    @settings(max_examples=40, derandomize=True, database=None, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(params=_params(entry))
+    def check(params):
+        try:
+            entry.params_model.model_validate(params)
+        except ValidationError:
+            with pytest.raises(InvalidInput, match=rf"operations\[0\] \({name}\)\.params"):
+                compile_plan([{"type": name, "params": params}])
+            return
+        plan = compile_plan([{"type": name, "params": params}])
+        try:
+            bound = plan.bind(tuple(image.shape[1:]))
+        except InvalidInput as exc:
+            assert str(exc).startswith(f"operations[0] ({name}): ")
+            return
+        assert tuple(bound(image).shape[1:]) == bound.out_shape
+
+    check()
+
+
+def test_every_entry_is_complete():
+    for name, entry in REGISTRY.items():
+        assert entry.name == name and entry.summary and entry.examples, name
+        for params in entry.examples:
+            entry.params_model.model_validate(params)  # every example is valid
+
+
+def test_the_readme_operation_table_is_the_registrys():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = re.search(r"^\| type \| params \| meaning \(Pillow's\) \|\n(?:\|.*\|\n)+", readme, re.MULTILINE)
+    assert table is not None, "the README has no operation table"
+    assert table.group(0) == operations_table(), "README.md's table differs: python -m gpu_worker.docs"
