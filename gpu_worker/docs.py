@@ -1,9 +1,10 @@
-"""The README's tables that are made from the code: the operation table, from the registry.
+"""The README's tables that are made from the code: operations (from the registry) and output
+formats (from the formats table).
 
-    python -m gpu_worker.docs          # print the table
-    python -m gpu_worker.docs --write  # replace the table in README.md
+    python -m gpu_worker.docs          # print the tables
+    python -m gpu_worker.docs --write  # replace them in README.md
 
-tests/test_operations.py checks that the README holds exactly this table.
+tests/test_docs.py checks that the README holds exactly these tables.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal, Optional, get_args, get_origin
+from typing import Any, Callable, Literal, Optional, get_args, get_origin
 
+from gpu_worker.formats import OUTPUT_FORMATS
 from gpu_worker.operations import REGISTRY
 
-HEADER = "| type | params | meaning (Pillow's) |\n| --- | --- | --- |\n"
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -49,26 +50,50 @@ def _describe_field(name: str, field) -> str:
 
 
 def operations_table() -> str:
-    """The markdown table: one row per registered operation."""
-    rows = []
+    """One row per registered operation."""
+    rows = ["| type | params | meaning (Pillow's) |\n", "| --- | --- | --- |\n"]
     for name, entry in REGISTRY.items():
-        fields = entry.params_model.model_fields
-        params = ", ".join(_describe_field(field_name, field) for field_name, field in fields.items())
+        params = ", ".join(_describe_field(n, f) for n, f in entry.params_model.model_fields.items())
         rows.append(f"| `{name}` | {params} | {entry.summary} |\n")
-    return HEADER + "".join(rows)
+    return "".join(rows)
+
+
+def formats_table() -> str:
+    """One row per output format."""
+    rows = ["| format | also accepted | MIME type | extension | largest side | alpha | animation | encoder |\n",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |\n"]
+    for f in OUTPUT_FORMATS.values():
+        aliases = ", ".join(f"`{a}`" for a in f.aliases) or "–"
+        rows.append(f"| `{f.name}` | {aliases} | `{f.mime}` | `.{f.extension}` | {f.max_side:,} | "
+                    f"{'kept' if f.alpha else 'flattened onto white'} | {'yes' if f.animation else 'no'} | "
+                    f"{f.encoder} |\n")
+    return "".join(rows)
+
+
+#: Each generated table, found in the README by its header line.
+TABLES: tuple[Callable[[], str], ...] = (operations_table, formats_table)
+
+
+def find_table(text: str, table: str) -> Optional[re.Match]:
+    """Where the README holds the table whose header is ``table``'s first line."""
+    header = re.escape(table.splitlines()[0])
+    return re.search(rf"^{header}\n(?:\|.*\|\n)+", text, re.MULTILINE)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="The README's operation table, from the registry.")
-    parser.add_argument("--write", action="store_true", help="replace the table in README.md")
+    parser = argparse.ArgumentParser(description="The README's generated tables.")
+    parser.add_argument("--write", action="store_true", help="replace the tables in README.md")
+    tables = [make() for make in TABLES]
     if not parser.parse_args().write:
-        sys.stdout.write(operations_table())
+        sys.stdout.write("\n".join(tables))
         return
     text = README.read_text()
-    pattern = re.compile(re.escape(HEADER.splitlines()[0]) + r"\n(?:\|.*\|\n)+")
-    if not pattern.search(text):
-        sys.exit("README.md has no operation table to replace")
-    README.write_text(pattern.sub(lambda _: operations_table(), text, count=1))
+    for table in tables:
+        found = find_table(text, table)
+        if found is None:
+            sys.exit(f"README.md has no table with the header {table.splitlines()[0]!r}")
+        text = text[: found.start()] + table + text[found.end():]
+    README.write_text(text)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+from gpu_worker.formats import OUTPUT_FORMATS
 
 
 def save_result(result: dict[str, Any], out_dir: Path, stem: str) -> str:
@@ -24,7 +24,7 @@ def save_result(result: dict[str, Any], out_dir: Path, stem: str) -> str:
     if "processed_image" not in result:
         return f"{stem}: {meta['width']}x{meta['height']} {meta['format']} stored at {result.get('processed_image_url')}"
     data = base64.b64decode(result["processed_image"].split("base64,", 1)[1])
-    path = out_dir / f"{stem}.{EXTENSIONS[meta['format']]}"
+    path = out_dir / f"{stem}.{OUTPUT_FORMATS[meta['format']].extension}"
     path.write_bytes(data)
     src = meta["source"]
     timings = ", ".join(f"{k} {v:.1f}" for k, v in meta["timings_ms"].items())

@@ -31,22 +31,18 @@ from gpu_worker.analysis import analyze
 from gpu_worker.batching import Ran, chunks, run_plan_counted
 from gpu_worker.cache import ResultCache
 from gpu_worker.codecs import SourceInfo, check_pixels, decode_batch, encode, probe
-from gpu_worker.codecs.encode import MAX_SIDE
 from gpu_worker.config import Settings
 from gpu_worker.cpu_pool import map_images
 from gpu_worker.crash_journal import NO_JOURNAL, CrashJournal, NullJournal
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
 from gpu_worker.fetch import fetch_source
+from gpu_worker.formats import OUTPUT_FORMATS
 from gpu_worker.overlap import run_chunks
 from gpu_worker.plan import Plan, compile_plan
 from gpu_worker.schema import ImageJob, parse_item, split_batch
 
 log = logging.getLogger(__name__)
 
-#: MIME subtype per output format, for the data URI.
-MIME = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
-#: File extension per output format, for bucket objects.
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 #: URL downloads and bucket uploads run on this many threads at once per job.
 IO_THREADS = 8
 
@@ -256,10 +252,10 @@ class JobRunner:
             raise LimitExceeded(
                 f"the operations would make a {largest[2]}x{largest[1]} image ({pixels:,} pixels), over "
                 f"the output-pixel limit MAX_OUTPUT_PIXELS={self.settings.max_output_pixels:,}")
-        fmt = item.spec.output.format
+        fmt = OUTPUT_FORMATS[item.spec.output.format]
         _, h, w = bound.out_shape
-        if max(h, w) > MAX_SIDE[fmt]:
-            raise InvalidInput(f"output.format: {fmt} stores at most {MAX_SIDE[fmt]} pixels a side, "
+        if max(h, w) > fmt.max_side:
+            raise InvalidInput(f"output.format: {fmt.name} stores at most {fmt.max_side} pixels a side, "
                                f"and the result would be {w}x{h}")
 
     def _check_batch_pixels(self, items: list[Item]) -> None:
@@ -400,7 +396,7 @@ class JobRunner:
 
         def send(item: Item) -> None:
             item.url = upload.upload_image(item.encoded, key_prefix=job_id, bucket_name=self.settings.bucket_name,
-                                           extension=EXTENSIONS[item.spec.output.format])
+                                           extension=OUTPUT_FORMATS[item.spec.output.format].extension)
 
         self._threaded_stage(targets, send)
 
@@ -416,7 +412,7 @@ class JobRunner:
             response["processed_image_url"] = item.url
         else:
             encoded = pybase64.b64encode(item.encoded).decode("ascii")
-            response["processed_image"] = f"data:image/{MIME[out.format]};base64,{encoded}"
+            response["processed_image"] = f"data:{OUTPUT_FORMATS[out.format].mime};base64,{encoded}"
         response["metadata"] = {
             "width": w,
             "height": h,

@@ -19,11 +19,9 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gpu_worker.errors import InvalidInput, LimitExceeded
+from gpu_worker.formats import OUTPUT_FORMATS, output_format
 from gpu_worker.validation import describe, short
 
-OUTPUT_FORMATS = ("JPEG", "PNG", "WEBP")
-#: Accepted spellings of a format, upper-cased -> canonical name.
-FORMAT_ALIASES = {"JPEG": "JPEG", "JPG": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
 
 
 class _Strict(BaseModel):
@@ -54,10 +52,10 @@ class OutputSpec(_Strict):
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: str) -> str:
-        canonical = FORMAT_ALIASES.get(value.strip().upper())
-        if canonical is None:
-            raise ValueError(f"unknown output format {short(value)}; allowed: {', '.join(OUTPUT_FORMATS)}")
-        return canonical
+        try:
+            return output_format(value).name
+        except KeyError:
+            raise ValueError(f"unknown output format {short(value)}; allowed: {', '.join(OUTPUT_FORMATS)}") from None
 
 
 ANALYSIS_TARGETS = ("source", "result", "both")

@@ -33,13 +33,15 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from runpod.serverless.utils import rp_upload
 
 from gpu_worker.errors import JobError
+from gpu_worker.formats import OUTPUT_FORMATS
 
 #: The variables rp_upload reads to build its client; all three must be set.
 CREDENTIAL_VARS = ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY")
 #: Our setting for the bucket's name (rp_upload's default, the month and year, is never used).
 BUCKET_NAME_VAR = "BUCKET_NAME"
-#: Output extension -> Content-Type of the stored object.
-CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+#: Output extension (or any spelling of the format's name) -> Content-Type of the stored object.
+CONTENT_TYPES = {spelling.lower(): f.mime for f in OUTPUT_FORMATS.values()
+                 for spelling in (f.extension, f.name, *f.aliases)}
 #: Lifetime of the returned presigned URL, in seconds: 7 days, SigV4's maximum and rp_upload's value.
 URL_EXPIRES_S = 7 * 24 * 3600
 

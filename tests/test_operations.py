@@ -10,8 +10,6 @@ message. The README's operation table is the registry's.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any, Literal, Optional, get_args, get_origin
 
 import pytest
@@ -24,7 +22,6 @@ from pydantic import ValidationError
 
 from gpu_worker.errors import InvalidInput
 from gpu_worker.operations import REGISTRY, Operation
-from gpu_worker.docs import operations_table
 from gpu_worker.plan import compile_plan
 
 MODES = ("L", "LA", "RGB", "RGBA")
@@ -110,10 +107,3 @@ def test_every_entry_is_complete():
         assert entry.name == name and entry.summary and entry.examples, name
         for params in entry.examples:
             entry.params_model.model_validate(params)  # every example is valid
-
-
-def test_the_readme_operation_table_is_the_registrys():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = re.search(r"^\| type \| params \| meaning \(Pillow's\) \|\n(?:\|.*\|\n)+", readme, re.MULTILINE)
-    assert table is not None, "the README has no operation table"
-    assert table.group(0) == operations_table(), "README.md's table differs: python -m gpu_worker.docs"

@@ -26,15 +26,13 @@ import torchvision.io as tvio
 from PIL import Image
 
 from gpu_worker.errors import EncodeError
+from gpu_worker.formats import OUTPUT_FORMATS
 from kernels._checks import check_images
 
 __all__ = ["FORMATS", "encode", "flatten_alpha"]
 
-#: Output formats, as the caller spells them (upper case).
-FORMATS = ("JPEG", "PNG", "WEBP")
-
-#: Largest side each format can store (libjpeg: 65500, WebP: 16383).
-MAX_SIDE = {"JPEG": 65500, "PNG": 2**31 - 1, "WEBP": 16383}
+#: Output formats, as the caller spells them (canonical names of gpu_worker.formats).
+FORMATS = tuple(OUTPUT_FORMATS)
 
 _PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
@@ -79,8 +77,9 @@ def _check_args(images: torch.Tensor, format: str, quality: int, lossless: bool)
     if lossless and format == "JPEG":
         raise EncodeError("lossless applies to WEBP only (PNG is always lossless); JPEG is lossy")
     h, w = images.shape[-2:]
-    if max(h, w) > MAX_SIDE[format]:
-        raise EncodeError(f"image is {w}x{h}; {format} stores at most {MAX_SIDE[format]} pixels a side")
+    max_side = OUTPUT_FORMATS[format].max_side
+    if max(h, w) > max_side:
+        raise EncodeError(f"image is {w}x{h}; {format} stores at most {max_side} pixels a side")
 
 
 def _encode_jpeg(images: torch.Tensor, quality: int, nvjpeg: bool) -> list[bytes]:

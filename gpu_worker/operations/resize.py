@@ -12,8 +12,9 @@ from pydantic import Field, model_validator
 import kernels
 from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
 
-#: Largest side any op may produce, in pixels (the output-pixel limit applies on top).
-MAX_SIDE = 65_535
+#: Largest side a resize may ask for, in pixels (the output-pixel limit and the output format's own
+#: largest side apply on top).
+MAX_RESIZE_SIDE = 65_535
 #: Pillow's resampling filter per name.
 PILLOW_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -28,8 +29,8 @@ class ResizeParams(OpParams):
     (Pillow's ``thumbnail`` sizing, never enlarging) unless ``maintain_aspect`` is false, which
     gives exactly ``width`` x ``height``."""
 
-    width: Optional[int] = Field(default=None, ge=1, le=MAX_SIDE, description="this, `height` or both")
-    height: Optional[int] = Field(default=None, ge=1, le=MAX_SIDE)
+    width: Optional[int] = Field(default=None, ge=1, le=MAX_RESIZE_SIDE, description="this, `height` or both")
+    height: Optional[int] = Field(default=None, ge=1, le=MAX_RESIZE_SIDE)
     maintain_aspect: bool = True
     filter: Literal[tuple(kernels.RESAMPLING_FILTERS)] = "lanczos"  # type: ignore[valid-type]
 
