@@ -4,8 +4,9 @@ The SDK's own modes work unchanged: with no ``RUNPOD_WEBHOOK_GET_JOB`` it runs `
 (or ``--test_input '{...}'``) once; ``--rp_serve_api`` serves the local API; otherwise it polls
 RunPod's job queue.
 
-Before the SDK starts: settings are loaded, the SDK is patched (gpu_worker.sdk_patches: no job
-lost on SIGTERM, bounded shutdown, no base64 in its log) and the runtime is built and warmed up.
+Before the SDK starts: settings are loaded (MAX_CONCURRENCY=0 resolved for the device), the SDK
+is patched (gpu_worker.sdk_patches: no job lost on SIGTERM, bounded shutdown, no base64 in its
+log, jobs taken as soon as a slot frees) and the runtime is built and warmed up.
 A failure there ends the process with status 1 and one log line that names the problem, before
 any job is taken.
 """
@@ -13,6 +14,7 @@ any job is taken.
 from __future__ import annotations
 
 import faulthandler
+import logging
 import os
 import sys
 import traceback
@@ -73,6 +75,8 @@ def _prepare() -> tuple[Any, Callable]:
         raise ValueError(f"RUNPOD_LOG_LEVEL (setting runpod_log_level) must be one of "
                          f"{', '.join(SDK_LOG_LEVELS)}, got {level!r}")
 
+    settings = _with_max_concurrency(settings)
+
     from gpu_worker import sdk_patches
 
     sdk_patches.install(sdk_patches.shutdown_grace_s(settings))
@@ -82,6 +86,30 @@ def _prepare() -> tuple[Any, Callable]:
 
     prepare_worker(settings)
     return settings, handler
+
+
+def _with_max_concurrency(settings: Any) -> Any:
+    """``settings`` with MAX_CONCURRENCY=0 (the default) resolved for the device the worker will
+    run on (gpu_worker.config.max_concurrency_for). A device that cannot be selected is left to
+    the runtime to report."""
+    import dataclasses
+
+    from gpu_worker.config import max_concurrency_for
+
+    if settings.max_concurrency > 0:
+        return settings
+    from gpu_worker.cpu_pool import available_cores
+    from gpu_worker.device import select_device
+
+    try:
+        device_type = select_device(settings.gpu_worker_device).type
+    except ValueError:
+        return settings
+    cores = settings.cpu_threads or available_cores()
+    concurrency = max_concurrency_for(settings, device_type, cores)
+    logging.getLogger(__name__).info("MAX_CONCURRENCY=0: taking %d job(s) at once on %s%s", concurrency, device_type,
+                                     f" ({cores} cores)" if device_type == "cpu" else "")
+    return dataclasses.replace(settings, max_concurrency=concurrency)
 
 
 def _describe(exc: BaseException) -> str:

@@ -26,8 +26,9 @@ class Settings:
 
     #: Where kernels run: auto (CUDA if present, else CPU), cpu, cuda, cuda:N.
     gpu_worker_device: str = "auto"
-    #: Jobs one worker takes at once (the SDK's concurrency_modifier).
-    max_concurrency: int = 1
+    #: Jobs one worker takes at once (the SDK's concurrency_modifier). 0: per device, as
+    #: :func:`max_concurrency_for` says (CPU: CPU_THREADS, i.e. its cores; CUDA: CUDA_MAX_CONCURRENCY).
+    max_concurrency: int = 0
     #: Log level for the SDK and the worker (unset, the SDK logs whole outputs at DEBUG).
     runpod_log_level: str = "INFO"
     #: Seconds jobs in progress get to finish after SIGTERM; past it they are reported failed and
@@ -80,6 +81,20 @@ class Settings:
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+
+#: MAX_CONCURRENCY=0 on CUDA: enough concurrent single-image jobs for the cross-job batcher to stack
+#: into one kernel call (not yet measured on a GPU; see BENCHMARKS.md, "single-image jobs").
+CUDA_MAX_CONCURRENCY = 32
+
+
+def max_concurrency_for(settings: Settings, device_type: str, cores: int) -> int:
+    """Jobs taken at once: ``settings.max_concurrency`` when set (> 0); else, per device,
+    ``cores`` on the CPU (the images worked on at once: CPU_THREADS, by default every core) and
+    :data:`CUDA_MAX_CONCURRENCY` on CUDA. The CPU's choice comes from the sweep in BENCHMARKS.md."""
+    if settings.max_concurrency > 0:
+        return settings.max_concurrency
+    return CUDA_MAX_CONCURRENCY if device_type == "cuda" else max(1, cores)
 
 
 def load_settings(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> Settings:

@@ -295,3 +295,23 @@ def test_sigterm_still_drains(workers, tmp_path):
             assert record.result_at <= proc.exited_at
         assert queue.records[late].handed_out_at is None
         assert queue.unexpected == []
+
+
+# ---------------------------------------------------------------------------- MAX_CONCURRENCY
+def test_max_concurrency_default_is_per_device():
+    import dataclasses
+
+    from gpu_worker.__main__ import _with_max_concurrency
+    from gpu_worker.config import CUDA_MAX_CONCURRENCY, Settings, max_concurrency_for
+
+    default = Settings()
+    assert default.max_concurrency == 0
+    assert max_concurrency_for(default, "cpu", 2) == 2 and max_concurrency_for(default, "cpu", 16) == 16
+    assert max_concurrency_for(default, "cuda", 16) == CUDA_MAX_CONCURRENCY
+    chosen = dataclasses.replace(default, max_concurrency=5)
+    assert max_concurrency_for(chosen, "cpu", 2) == max_concurrency_for(chosen, "cuda", 2) == 5
+    on_cpu = dataclasses.replace(default, gpu_worker_device="cpu", cpu_threads=3)
+    assert _with_max_concurrency(on_cpu).max_concurrency == 3  # the images worked on at once
+    assert _with_max_concurrency(chosen).max_concurrency == 5
+    no_device = dataclasses.replace(default, gpu_worker_device="cuda:99")
+    assert _with_max_concurrency(no_device).max_concurrency == 0  # left to the runtime to report
