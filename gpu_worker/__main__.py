@@ -27,6 +27,10 @@ SDK_LOG_LEVELS = ("NOTSET", "TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["serve"]:  # the local endpoint (gpu_worker.server), not the RunPod SDK
+        from gpu_worker.server import main as serve
+
+        sys.exit(serve(sys.argv[2:]))
     # A native crash (SIGSEGV, SIGABRT, ...) prints every thread's Python stack to the log.
     faulthandler.enable(all_threads=True)
     restarts = _supervisor_restarts()

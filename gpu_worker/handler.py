@@ -19,14 +19,18 @@ from gpu_worker.runtime import get_runtime
 log = logging.getLogger(__name__)
 
 
-async def handler(job: dict[str, Any]) -> dict[str, Any]:
-    """RunPod handler: ``job = {"id": ..., "input": {...}}`` -> the job's response dict."""
+async def handler(job: dict[str, Any], progress: Optional[Callable[[int, int], None]] = None) -> dict[str, Any]:
+    """RunPod handler: ``job = {"id": ..., "input": {...}}`` -> the job's response dict.
+
+    ``progress(done, total)`` hears a batch job's progress (the local endpoint passes one, which
+    is called from the job's worker thread); by default it goes to RunPod when running there."""
     try:
         runtime = get_runtime()
         if not isinstance(job, dict):
             raise JobError(f"a job must be an object with 'id' and 'input', got {type(job).__name__}")
         job_id = str(job.get("id") or "local")
-        return await asyncio.to_thread(runtime.runner.run, job.get("input"), job_id, progress_reporter(job))
+        report = progress or progress_reporter(job)
+        return await asyncio.to_thread(runtime.runner.run, job.get("input"), job_id, report)
     except JobError as exc:  # configuration problems found while starting
         return error_response(str(exc))
     except Exception as exc:  # noqa: BLE001 - the worker must keep serving whatever happens
