@@ -22,15 +22,31 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Hashable, Iterator, Sequence, TypeVar
 
 import torch
 
+from gpu_worker.batching import chunks
+
 Chunk = TypeVar("Chunk")
+Item = TypeVar("Item")
 #: Decodes one chunk in place; returns the device tensors it made (the chunk's decoded images).
 Decode = Callable[[Chunk], Sequence[torch.Tensor]]
 #: Runs one stage on one chunk in place.
 Stage = Callable[[Chunk], None]
+
+
+def split_into_chunks(items: Sequence[Item], stack_key: Callable[[Item], Hashable], pixels: Callable[[Item], int],
+                      chunk_images: int, max_pixels: int | None) -> list[list[Item]]:
+    """``items`` in chunks of at most ``chunk_images`` (0: no limit) and ``max_pixels`` pixels,
+    those with equal ``stack_key`` (same operations, same decoded shape) next to each other, so
+    that they share chunks and run as few, large stacks."""
+    largest = max((pixels(item) for item in items), default=1)
+    per_chunk = chunk_images or len(items)
+    ordered = sorted(items, key=stack_key)
+    return [[ordered[i] for i in indices[start : start + per_chunk]]
+            for indices in chunks(list(range(len(ordered))), largest, max_pixels)
+            for start in range(0, len(indices), per_chunk)]
 
 
 def run_chunks(chunks: Sequence[Chunk], decode: Decode, run: Stage, encode: Stage, device: torch.device,

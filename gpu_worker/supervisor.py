@@ -26,7 +26,6 @@ import ctypes
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import deque

@@ -14,7 +14,7 @@ import threading
 import pytest
 import torch
 
-import gpu_worker.jobs as jobs_module
+import gpu_worker.stages.device as device_stages
 import gpu_worker.runtime as runtime_module
 from corpus import png as png_bytes
 from gpu_worker import cpu_pool
@@ -123,8 +123,8 @@ def test_batch_job_with_the_pool_equals_one_image_at_a_time(restore, monkeypatch
                 return real(*args, **kwargs)
             return call
 
-        monkeypatch.setattr(jobs_module, "decode_batch", spy("decode", jobs_module.decode_batch))
-        monkeypatch.setattr(jobs_module, "encode", spy("encode", jobs_module.encode))
+        monkeypatch.setattr(device_stages, "decode_batch", spy("decode", device_stages.decode_batch))
+        monkeypatch.setattr(device_stages, "encode", spy("encode", device_stages.encode))
         runtime = build_runtime(settings)
         use_cpu_cores(runtime.settings, runtime.device)
         set_runtime(runtime)

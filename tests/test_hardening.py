@@ -31,6 +31,7 @@ from PIL import Image, ImageOps
 
 import corpus
 import gpu_worker.jobs as jobs_module
+import gpu_worker.stages.device as device_stages
 import gpu_worker.runtime as runtime_module
 from gpu_worker.operations import apply_reference
 from gpu_worker.batching import run_plan_counted
@@ -113,11 +114,11 @@ def spies(monkeypatch):
 
     found = {
         "b64decode": Spy(fetch_module.pybase64.b64decode),
-        "decode": Spy(jobs_module.decode_batch),
+        "decode": Spy(device_stages.decode_batch),
         "ops": Spy(run_plan_counted),
     }
     monkeypatch.setattr(fetch_module.pybase64, "b64decode", found["b64decode"])
-    monkeypatch.setattr(jobs_module, "decode_batch", found["decode"])
+    monkeypatch.setattr(device_stages, "decode_batch", found["decode"])
     monkeypatch.setattr(jobs_module, "run_plan_counted", found["ops"])
     return found
 
@@ -798,7 +799,7 @@ def test_unexpected_exception_inside_a_stage_is_contained(worker, monkeypatch):
     def broken_decode(*args, **kwargs):
         raise RuntimeError("decoder exploded")
 
-    monkeypatch.setattr(jobs_module, "decode_batch", broken_decode)
+    monkeypatch.setattr(device_stages, "decode_batch", broken_decode)
     message = error_of(run(GOOD_JOB))
     assert "decoder exploded" in message
     monkeypatch.undo()

@@ -156,11 +156,11 @@ def test_decoded_size_is_checked_against_the_header(monkeypatch):
 def test_any_exception_in_one_items_stage_fails_only_that_item(monkeypatch, stage):
     """Not only the expected JobErrors: a bug's exception (here injected into one item's probe or
     fetch) fails its own item with a message naming the stage, and the batch goes on."""
-    import gpu_worker.jobs as jobs_module
+    import gpu_worker.stages.intake as intake
 
     good = _png(sample("RGB", (20, 10)))
     poisoned = _png(sample("L", (20, 10)))
-    real = getattr(jobs_module, stage)
+    real = getattr(intake, stage)
 
     def flaky(arg, *args, **kwargs):  # fault injection: a KeyError where none is expected
         data = arg if isinstance(arg, bytes) else base64.b64decode(arg.get("base64", ""))
@@ -168,7 +168,7 @@ def test_any_exception_in_one_items_stage_fails_only_that_item(monkeypatch, stag
             raise KeyError(5)
         return real(arg, *args, **kwargs)
 
-    monkeypatch.setattr(jobs_module, stage, flaky)
+    monkeypatch.setattr(intake, stage, flaky)
     response = RUNNER.run({"images": [_item(good), _item(poisoned), _item(good)], "operations": OPS})
     assert [r["success"] for r in response["results"]] == [True, False, True]
     error = response["results"][1]["error"]

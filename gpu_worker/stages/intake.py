@@ -1,0 +1,105 @@
+"""The stages before any pixel: validate, fetch, probe (with the limits the header allows
+checking), and the result-cache lookup. Each refuses what would fail later, cheaply."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from gpu_worker.cache import ResultCache
+from gpu_worker.codecs import check_pixels, probe
+from gpu_worker.config import Settings
+from gpu_worker.cpu_pool import map_images
+from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
+from gpu_worker.fetch import fetch_source
+from gpu_worker.formats import OUTPUT_FORMATS
+from gpu_worker.plan import compile_plan
+from gpu_worker.schema import parse_item
+from gpu_worker.stages.item import Item, each, each_threaded, live
+
+
+def validate(item: Item, settings: Settings) -> None:
+    """The item's JSON -> ``spec`` and ``plan``."""
+    item.spec = parse_item(item.raw, item.where)
+    try:
+        item.plan = compile_plan(item.spec.operations, settings.max_operations)
+    except JobError as exc:
+        # compile_plan's messages start with "operations...": name the item before it.
+        raise type(exc)(str(exc) if item.where == "input" else f"{item.where}.{exc}") from None
+
+
+def fetch_all(items: list[Item], settings: Settings, digests: bool) -> None:
+    """Every live item's source bytes -> ``data`` (and ``digest`` when ``digests``)."""
+    # Decoding base64 text takes microseconds, less than handing it to a thread; downloads wait
+    # on the network.
+    each([item for item in items if item.spec.image.url is None], "fetch", fetch, settings)
+    each_threaded([item for item in items if item.spec.image.url is not None], "fetch", fetch, settings)
+    if digests:  # SHA-256 lets go of the interpreter lock: on the pool's threads
+        map_images(_digest, live(items))
+
+
+def fetch(item: Item, settings: Settings) -> None:
+    started = time.perf_counter()
+    source = item.spec.image
+    try:
+        item.data = fetch_source(source.model_dump(exclude_none=True), max_bytes=settings.max_source_bytes,
+                                 timeout_s=settings.fetch_timeout_s)
+    except JobError as exc:
+        raise type(exc)(item.named(str(exc))) from None
+    item.fetch_ms = round((time.perf_counter() - started) * 1000, 3)
+
+
+def _digest(item: Item) -> None:
+    item.digest = hashlib.sha256(item.data).hexdigest()
+
+
+def probe_item(item: Item, settings: Settings) -> None:
+    """The header -> ``info``; refuses images over the pixel limits before decoding."""
+    try:
+        item.info = probe(item.data)
+        check_pixels(item.info, settings.max_decoded_pixels)
+        check_plan_sizes(item, settings)
+    except JobError as exc:
+        raise type(exc)(item.named(str(exc))) from None
+
+
+def check_plan_sizes(item: Item, settings: Settings) -> None:
+    """Infer every intermediate size from the header: a plan that would blow up, or a result
+    the output format cannot store, is refused here, before decoding."""
+    shape = (item.info.channels, item.info.height, item.info.width)
+    bound = item.plan.bind(shape)
+    largest = max((s.out_shape for s in bound.steps), key=lambda s: s[1] * s[2], default=shape)
+    pixels = largest[1] * largest[2]
+    if pixels > settings.max_output_pixels:
+        raise LimitExceeded(
+            f"the operations would make a {largest[2]}x{largest[1]} image ({pixels:,} pixels), over "
+            f"the output-pixel limit MAX_OUTPUT_PIXELS={settings.max_output_pixels:,}")
+    fmt = OUTPUT_FORMATS[item.spec.output.format]
+    _, h, w = bound.out_shape
+    if max(h, w) > fmt.max_side:
+        raise InvalidInput(f"output.format: {fmt.name} stores at most {fmt.max_side} pixels a side, "
+                           f"and the result would be {w}x{h}")
+
+
+def check_batch_pixels(items: list[Item], settings: Settings) -> None:
+    """Refuse the whole job when its images together hold more than MAX_BATCH_PIXELS."""
+    total = sum(item.info.width * item.info.height for item in live(items))
+    if total > settings.max_batch_pixels:
+        raise LimitExceeded(
+            f"the batch's images hold {total:,} pixels in all, over the per-batch limit "
+            f"MAX_BATCH_PIXELS={settings.max_batch_pixels:,}")
+
+
+def cache_key(item: Item) -> str:
+    """Equal keys, equal responses: the source's digest, the plan, the output and analysis."""
+    spec = item.spec
+    settings = f"{spec.output.format}:{spec.output.quality}:{','.join(spec.analysis_targets)}"
+    return f"{item.digest}|{item.plan.key}|{settings}"
+
+
+def lookup_cache(item: Item, cache: ResultCache) -> None:
+    hit = cache.get(cache_key(item))
+    if hit is not None:
+        item.encoded, analysis = hit
+        item.analysis = dict(analysis)
+        item.cached = True
