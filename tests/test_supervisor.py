@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import PngImagePlugin
 
 from fake_runpod import FakeRunPodQueue
 from photos import sample

@@ -79,7 +79,7 @@ def test_png_with_a_flipped_idat_byte_fails_its_item_in_a_living_process():
     assert results[0] == [True, None] and results[-1] == [True, None]
     for (ok, error), kind in zip(results[1:-1], bad):
         assert not ok, kind
-        assert error.startswith(f"images[") and "PNG" in error, error
+        assert error.startswith("images[") and "PNG" in error, error
 
 
 def test_a_palette_png_with_plte_before_ihdr_is_read_as_pillow_reads_it():
