@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpu_worker.config import Settings
 from gpu_worker.operations import REGISTRY
-from gpu_worker.schema import ANALYSIS_TARGETS, OutputSpec
+from gpu_worker.schema import ANALYSIS_TARGETS, OUTPUT_FORMATS, OutputSpec
 from gpu_worker.server import models
 from gpu_worker.server.config import RUN_BODY_LIMIT, RUNSYNC_BODY_LIMIT, ServerConfig
 from gpu_worker.server.guards import BodyLimit, key_checker
@@ -168,6 +168,7 @@ def ops_catalogue(settings: Settings, device: torch.device, config: ServerConfig
             for name, op in REGISTRY.items()
         ],
         "output": OutputSpec.model_json_schema(),
+        "output_formats": list(OUTPUT_FORMATS),
         "analysis": list(ANALYSIS_TARGETS),
         "limits": {
             "max_operations": settings.max_operations,

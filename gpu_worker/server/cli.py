@@ -43,10 +43,18 @@ def serve(argv: list[str]) -> int:
 
 
 def _prepare_worker():
-    """The worker's settings and runtime, warmed up on its device (as under RunPod)."""
-    from gpu_worker.config import load_settings
+    """The worker's settings and runtime, warmed up on its device (as under RunPod), with
+    MAX_CONCURRENCY=0 resolved for the device (gpu_worker.config.max_concurrency_for)."""
+    import dataclasses
+
+    from gpu_worker.config import load_settings, max_concurrency_for
+    from gpu_worker.cpu_pool import available_cores
+    from gpu_worker.device import select_device
 
     settings = load_settings()
+    device_type = select_device(settings.gpu_worker_device).type
+    concurrency = max_concurrency_for(settings, device_type, settings.cpu_threads or available_cores())
+    settings = dataclasses.replace(settings, max_concurrency=concurrency)
     # The SDK reads its log level at import; unset, it is DEBUG and would log whole outputs.
     os.environ.setdefault("RUNPOD_LOG_LEVEL", settings.runpod_log_level)
     from gpu_worker.startup import prepare_worker
