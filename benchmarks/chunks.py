@@ -24,7 +24,7 @@ from benchmarks.peers import OPERATIONS, OUTPUT, data_uri
 from gpu_worker.config import Settings
 from gpu_worker.device import select_device
 from gpu_worker.jobs import JobRunner
-from gpu_worker.startup import use_cpu_cores
+from gpu_worker.runtime import use_cpu_cores
 
 
 def main() -> None:

@@ -129,10 +129,8 @@ def ours_peer(device: str, jpeg_codec: str = "nvjpeg") -> Callable:
     _quiet_torchvision()
     from gpu_worker.handler import run_sync
     from gpu_worker.runtime import get_runtime
-    from gpu_worker.startup import use_cpu_cores
 
-    runtime = get_runtime()
-    use_cpu_cores(runtime.settings, runtime.device)  # as `python -m gpu_worker` does
+    get_runtime()  # built now, with the worker's CPU set-up, as `python -m gpu_worker` has it
     if os.environ.get("BENCH_TORCH_THREADS"):  # to compare with torch's own threads (--contention)
         import torch
 

@@ -7,12 +7,11 @@ import time
 
 import torch
 
-from gpu_worker import cpu_pool
 from gpu_worker.codecs import decode_batch, encode
 from gpu_worker.config import Settings
 from gpu_worker.plan import compile_plan
 from gpu_worker.runtime import Runtime, build_runtime, set_runtime
-from kernels import parallel, resize_cuda
+from kernels import resize_cuda
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +44,6 @@ def warm_up(runtime: Runtime) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def use_cpu_cores(settings: Settings, device: torch.device) -> None:
-    """On the CPU, work on ``CPU_THREADS`` images at once (default: every core), each on one torch
-    thread (:mod:`gpu_worker.cpu_pool`), and let the kernels spread a lone image over the same
-    threads (:mod:`kernels.parallel`). Torch's own threads split each kernel across cores and
-    wait for each other: with one core busy elsewhere the reference job took 3.5-6x longer
-    (BENCHMARKS.md, "a busy machine"). On CUDA the same pool encodes what is encoded on the host
-    (PNG, WebP, JPEG unless CUDA_JPEG_CODEC=nvjpeg) and decodes JPEG with CUDA_JPEG_CODEC=libjpeg.
-    A worker-wide setting: the library (Pipeline) leaves torch's threads alone."""
-    cpu_pool.use_threads(settings.cpu_threads or cpu_pool.available_cores())
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-        # A lone image (a single-image job) is spread over the same threads, piece by piece.
-        parallel.set_piece_map(cpu_pool.map_images if cpu_pool.threads() > 1 else None)
-
-
 def prepare_worker(settings: Settings) -> Runtime:
     """Build the runtime, warm it up, and register the SDK fitness check that re-runs the warm-up.
 
@@ -73,8 +57,6 @@ def prepare_worker(settings: Settings) -> Runtime:
     except ValueError as exc:
         raise StartupError(f"cannot build the runtime: {exc} "
                            f"(GPU_WORKER_DEVICE={settings.gpu_worker_device!r})") from exc
-    use_cpu_cores(settings, runtime.device)
-    resize_cuda.set_enabled(bool(settings.cuda_compile))
     try:
         took_ms = warm_up(runtime)
     except Exception as exc:  # noqa: BLE001 - whatever the device raises, the worker cannot serve

@@ -20,8 +20,7 @@ from corpus import png as png_bytes
 from gpu_worker import cpu_pool
 from gpu_worker.config import Settings
 from gpu_worker.handler import run_sync
-from gpu_worker.runtime import build_runtime, set_runtime
-from gpu_worker.startup import use_cpu_cores
+from gpu_worker.runtime import build_runtime, set_runtime, use_cpu_cores
 from kernels import parallel, resize
 from photos import COLOR_PHOTOS, photo, sample, to_tensor
 
@@ -100,6 +99,25 @@ def test_worker_start_up_policy(restore):
     parallel.set_piece_map(None)
     use_cpu_cores(Settings(cpu_threads=3), torch.device("cuda"))
     assert torch.get_num_threads() == 2 and cpu_pool.threads() == 3 and parallel._piece_map is None
+
+
+def test_the_handler_called_directly_gets_the_workers_cpu_set_up(restore, monkeypatch):
+    """A notebook or test that imports the handler and calls it builds the runtime lazily: it gets
+    the CPU set-up `python -m gpu_worker` has (images on the pool's threads, one torch thread)."""
+    monkeypatch.setenv("GPU_WORKER_DEVICE", "cpu")
+    monkeypatch.setenv("CPU_THREADS", "3")
+    torch.set_num_threads(2)
+    cpu_pool.use_threads(1)
+    previous = runtime_module._runtime
+    set_runtime(None)
+    try:
+        job = {"image": {"base64": base64.b64encode(png_bytes(sample("RGB", (40, 30)))).decode()},
+               "operations": [{"type": "resize", "params": {"width": 20}}]}
+        assert run_sync({"id": "notebook", "input": job})["success"] is True
+        assert torch.get_num_threads() == 1 and cpu_pool.threads() == 3
+        assert parallel._piece_map is cpu_pool.map_images
+    finally:
+        set_runtime(previous)
 
 
 def test_batch_job_with_the_pool_equals_one_image_at_a_time(restore, monkeypatch):
