@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 
-from gpu_worker.batching import run_plan_counted
+from gpu_worker.stacking import run_plan_counted
 from gpu_worker.cache import ResultCache
 from gpu_worker.config import Settings
 from gpu_worker.crash_journal import NO_JOURNAL, CrashJournal, NullJournal

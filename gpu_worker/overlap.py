@@ -26,7 +26,7 @@ from typing import Callable, Hashable, Iterator, Sequence, TypeVar
 
 import torch
 
-from gpu_worker.batching import chunks
+from gpu_worker.stacking import chunks
 
 Chunk = TypeVar("Chunk")
 Item = TypeVar("Item")

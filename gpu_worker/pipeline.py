@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gpu_worker.batching import run_plan, run_stack
+from gpu_worker.stacking import run_plan, run_stack
 from gpu_worker.device import select_device
 from gpu_worker.interop import array_to_tensor, pil_to_tensor, tensor_to_array, tensor_to_pil
 from gpu_worker.plan import Plan, compile_plan

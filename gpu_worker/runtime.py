@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from gpu_worker import cpu_pool
-from gpu_worker.batcher import CrossJobBatcher
+from gpu_worker.cross_job_batcher import CrossJobBatcher
 from gpu_worker.config import Settings, load_settings
 from gpu_worker.crash_journal import CrashJournal
 from gpu_worker.device import select_device

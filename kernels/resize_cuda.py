@@ -93,7 +93,7 @@ def _compile_and_run(planes: torch.Tensor, index: torch.Tensor, weight: torch.Te
             function = torch.compile(gather_sum_rows if dim == 1 else gather_sum_cols, dynamic=True)
             out = function(planes, index, weight)
     except torch.cuda.OutOfMemoryError:
-        raise  # the caller splits the batch (gpu_worker.batching)
+        raise  # the caller splits the batch (gpu_worker.stacking)
     except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager loop still works
         log.warning("torch.compile failed for the resize passes, running them eagerly: %s: %s",
                     type(exc).__name__, str(exc)[:300])

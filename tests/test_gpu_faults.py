@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import cuda_only
-from gpu_worker.batching import run_stack
+from gpu_worker.stacking import run_stack
 from gpu_worker.plan import compile_plan
 
 pytestmark = [cuda_only, pytest.mark.cuda]
@@ -31,7 +31,7 @@ def small_memory_budget():
 def test_oom_splits_the_stack_and_the_device_stays_usable(small_memory_budget, caplog):
     batch = torch.randint(0, 256, (8, 3, 1024, 1024), dtype=torch.uint8, device="cuda")
     bound = PLAN.bind((3, 1024, 1024))
-    with caplog.at_level("WARNING", logger="gpu_worker.batching"):
+    with caplog.at_level("WARNING", logger="gpu_worker.stacking"):
         out = run_stack(bound, batch)
     assert "CUDA out of memory on a batch of 8" in caplog.text  # the split really happened
     assert out.shape == (8, 3, 4096, 4096) and out.device.type == "cuda"
@@ -48,7 +48,7 @@ def test_an_image_too_large_for_the_device_runs_on_the_cpu(caplog):
     try:
         image = torch.randint(0, 256, (1, 3, 1024, 1024), dtype=torch.uint8, device="cuda")
         bound = PLAN.bind((3, 1024, 1024))
-        with caplog.at_level("WARNING", logger="gpu_worker.batching"):
+        with caplog.at_level("WARNING", logger="gpu_worker.stacking"):
             out = run_stack(bound, image)
         assert "running it on the CPU" in caplog.text
         assert out.device.type == "cuda" and out.shape == (1, 3, 4096, 4096)

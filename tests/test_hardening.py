@@ -34,7 +34,7 @@ import gpu_worker.jobs as jobs_module
 import gpu_worker.stages.device as device_stages
 import gpu_worker.runtime as runtime_module
 from gpu_worker.operations import apply_reference
-from gpu_worker.batching import run_plan_counted
+from gpu_worker.stacking import run_plan_counted
 from gpu_worker.config import Settings
 from gpu_worker.handler import run_sync
 from gpu_worker.jobs import JobRunner

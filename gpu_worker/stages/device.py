@@ -8,7 +8,7 @@ from typing import Protocol
 import torch
 
 from gpu_worker.analysis import analyze
-from gpu_worker.batching import Ran
+from gpu_worker.stacking import Ran
 from gpu_worker.codecs import decode_batch, encode
 from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import JobError
@@ -99,7 +99,7 @@ def encode_chunk(items: list[Item], policy: DevicePolicy) -> None:
     per call on the host, several at once (gpu_worker.cpu_pool)."""
     on_gpu: dict[tuple, list[Item]] = {}  # one batched call per quality, shape and device
     on_host: list[Item] = []
-    for item in live(items):  # (a result too large for the GPU stays on the host: gpu_worker.batching)
+    for item in live(items):  # (a result too large for the GPU stays on the host: gpu_worker.stacking)
         if policy.encodes_on_gpu(item):
             key = (item.spec.output.quality, tuple(item.result.shape), item.result.device)
             on_gpu.setdefault(key, []).append(item)

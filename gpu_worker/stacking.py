@@ -1,0 +1,151 @@
+"""Stacking same-shaped images into one batch tensor and running a plan on each group.
+
+Images of one shape are stacked into a ``(B, C, H, W)`` tensor and every op runs once on the whole
+stack; mixed shapes are grouped by shape. A group larger than ``max_batch_pixels`` is cut into
+chunks so one huge batch cannot exhaust device memory, and a chunk that still runs out of CUDA
+memory runs again in halving pieces, down to one image, which then runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Callable, Iterator, NamedTuple, Sequence
+
+import torch
+
+from gpu_worker.cpu_pool import map_images
+from gpu_worker.plan import BoundPlan, Plan
+
+log = logging.getLogger(__name__)
+
+
+class Ran(NamedTuple):
+    """Results of running a plan: one output per input, and how many images each was stacked with."""
+
+    outputs: list[torch.Tensor]
+    stacked: list[int]
+
+
+def group_by_shape(images: Sequence[torch.Tensor]) -> dict[tuple[int, ...], list[int]]:
+    """Input positions grouped by image shape ``(C, H, W)``, in first-seen order."""
+    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for index, image in enumerate(images):
+        groups[tuple(image.shape)].append(index)
+    return dict(groups)
+
+
+def chunks(indices: list[int], pixels_per_image: int, max_batch_pixels: int | None) -> Iterator[list[int]]:
+    """Split ``indices`` so each chunk holds at most ``max_batch_pixels`` pixels (at least 1 image)."""
+    per_chunk = len(indices) if not max_batch_pixels else max(1, max_batch_pixels // max(1, pixels_per_image))
+    for start in range(0, len(indices), max(1, per_chunk)):
+        yield indices[start : start + per_chunk]
+
+
+def run_stack(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
+    """Run a bound plan on a ``(B, C, H, W)`` stack, surviving CUDA out-of-memory.
+
+    On OOM the stack runs again in pieces of half its size, written into one output tensor, and
+    the pieces halve again at each further OOM; a single image that still does not fit runs on
+    the CPU and its result is copied back. The output is on the stack's device; only when even
+    the result does not fit there does it stay on the host. The device is left usable either way.
+
+    On the CPU the stack runs one image at a time: there is no kernel launch to save, and one
+    image's intermediates stay in cache from op to op (the reference job at 1080p measured 31 ms
+    per image that way against 44 ms stacked, one thread; with two threads on a busy machine
+    stacked ops were 100x slower still).
+    """
+    if batch.device.type == "cpu" and batch.shape[0] > 1:
+        return torch.cat([bound(image) for image in batch.split(1)])
+    result = _unless_oom(lambda: bound(batch))
+    if result is not None:
+        return result
+    count = batch.shape[0]
+    if count == 1:
+        return _on_the_cpu(bound, batch)
+    out = _output(torch.Size((count, *bound.out_shape)), batch.device)
+    size = count // 2
+    log.warning("CUDA out of memory on a batch of %d: running it in pieces of %d", count, size)
+    start = 0
+    while start < count:
+        piece = batch[start : start + size]
+        result = _unless_oom(lambda: bound(piece))
+        if result is None and size > 1:
+            size //= 2
+            log.warning("CUDA out of memory on a piece of %d: pieces of %d from image %d on", len(piece), size, start)
+            continue
+        if result is None:
+            log.warning("CUDA out of memory on one %s image: running it on the CPU", tuple(piece.shape[1:]))
+            result = bound(piece.cpu())
+        out[start : start + len(piece)] = result
+        start += len(piece)
+        del result
+    return out
+
+
+def _unless_oom(make: Callable[[], torch.Tensor]) -> torch.Tensor | None:
+    """``make()``, or None when CUDA runs out of memory.
+
+    The cache is emptied only after the except block: until then the exception's traceback holds
+    the failed call's frames, and with them every intermediate tensor it had allocated.
+    """
+    try:
+        return make()
+    except torch.cuda.OutOfMemoryError:
+        pass
+    torch.cuda.empty_cache()
+    return None
+
+
+def _on_the_cpu(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
+    """Run a one-image ``batch`` on the CPU; the result goes back to its device if it fits there."""
+    log.warning("CUDA out of memory on one %s image: running it on the CPU", tuple(batch.shape[1:]))
+    result = bound(batch.cpu())
+    moved = _unless_oom(lambda: result.to(batch.device))
+    if moved is None:
+        log.warning("no room on %s for the %s result: it stays on the host", batch.device, tuple(result.shape))
+    return result if moved is None else moved
+
+
+def _output(shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """An empty uint8 tensor on ``device``, or on the host when the device has no room for it."""
+    out = _unless_oom(lambda: torch.empty(shape, dtype=torch.uint8, device=device))
+    if out is None:
+        log.warning("no room on %s for a %s result: it is gathered on the host", device, tuple(shape))
+        return torch.empty(shape, dtype=torch.uint8)
+    return out
+
+
+def run_images(bound: BoundPlan, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Run a bound plan on same-shaped uint8 ``(C, H, W)`` images; one output per image.
+
+    On CUDA they are stacked and run as one ``(B, C, H, W)`` call (:func:`run_stack`). On the CPU
+    each runs alone and nothing is stacked: stacking copies every decoded pixel (6.8 ms per 1080p
+    image measured) to save kernel launches the CPU does not have; several images run at once
+    when the worker set up :mod:`gpu_worker.cpu_pool`.
+    """
+    if images[0].device.type == "cpu":
+        return map_images(lambda image: bound(image.unsqueeze(0))[0], images)
+    stack = torch.stack(list(images)) if len(images) > 1 else images[0].unsqueeze(0)
+    return list(run_stack(bound, stack).unbind(0))
+
+
+def run_plan_counted(plan: Plan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None) -> Ran:
+    """Run ``plan`` on images ``(C, H, W)`` uint8 (all on one device), batched by shape.
+
+    Returns one uint8 ``(C', H', W')`` tensor per input, in input order, on the input's device
+    (each a view into its batch's output), and the size of the stack each one ran in.
+    """
+    outputs: list[torch.Tensor | None] = [None] * len(images)
+    stacked = [0] * len(images)
+    for shape, indices in group_by_shape(images).items():
+        bound = plan.bind(shape)
+        for chunk in chunks(indices, shape[1] * shape[2], max_batch_pixels):
+            for i, image in zip(chunk, run_images(bound, [images[i] for i in chunk])):
+                outputs[i], stacked[i] = image, len(chunk)
+    return Ran(outputs, stacked)  # type: ignore[arg-type]
+
+
+def run_plan(plan: Plan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None) -> list[torch.Tensor]:
+    """:func:`run_plan_counted` without the stack sizes."""
+    return run_plan_counted(plan, images, max_batch_pixels).outputs
