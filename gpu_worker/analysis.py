@@ -1,4 +1,5 @@
-"""The tutorial's ``analyze_image``, computed on the device from decoded tensors."""
+"""The job's ``analysis``: per-channel histograms, mean luma, size, mode and format of the source
+or the result, computed on the device from decoded tensors."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from gpu_worker.interop import MODE_OF_CHANNELS
 from kernels.stats import histograms, mean_luma_from_histograms
 
-#: Histogram keys per channel count (the tutorial names them r, g, b).
+#: Histogram keys per channel count (the job contract names them r, g, b).
 CHANNEL_NAMES = {1: ("l",), 2: ("l", "a"), 3: ("r", "g", "b"), 4: ("r", "g", "b", "a")}
 
 

@@ -1,4 +1,5 @@
-"""The tutorial's result cache, done right: bounded in bytes, least recently used evicted first.
+"""The result cache the job contract promises (``metadata.cached``): bounded in bytes, least
+recently used evicted first.
 
 Keys hash the source bytes with the normalised operations and output settings, so the same image
 under the same job gives a hit whatever URL or base64 spelling it came from. Values are the

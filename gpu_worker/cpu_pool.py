@@ -1,11 +1,11 @@
 """Image-level parallelism on the CPU: several images at once, each on one torch thread.
 
 Why not torch's own intra-op threads: they split every kernel across the cores and wait for each
-other at its end, so one descheduled thread stalls them all. On 2 cores with another process
-busy on one, the reference job took 3.5-6x longer with 2 torch threads (BENCHMARKS.md, "a busy
-machine"). Whole images on separate threads never wait for each other: a busy core slows only
-the images on it. The worker turns this on at start-up (``gpu_worker.startup``); a library user
-who never calls :func:`use_threads` gets a plain loop, with torch's threads left as they are.
+other at its end, so one descheduled thread stalls them all when another process is busy on a
+core (BENCHMARKS.md, "a busy machine"). Whole images on separate threads never wait for each
+other: a busy core slows only the images on it. The worker's runtime turns this on
+(``gpu_worker.runtime.use_cpu_cores``); a library user who never calls :func:`use_threads` gets
+a plain loop, with torch's threads left as they are.
 
 Between torch calls a thread needs Python's interpreter lock, so many short calls scale badly
 over threads; the resize, most of the work, runs its chunk loops compiled by TorchScript, without

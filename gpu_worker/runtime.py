@@ -53,8 +53,8 @@ def use_cpu_cores(settings: Settings, device: torch.device) -> None:
     """On the CPU, work on ``CPU_THREADS`` images at once (default: every core), each on one torch
     thread (:mod:`gpu_worker.cpu_pool`), and let the kernels spread a lone image over the same
     threads (:mod:`kernels.parallel`). Torch's own threads split each kernel across cores and
-    wait for each other: with one core busy elsewhere the reference job took 3.5-6x longer
-    (BENCHMARKS.md, "a busy machine"). On CUDA the same pool encodes what is encoded on the host
+    wait for each other, which a core busy elsewhere stalls (BENCHMARKS.md, "a busy machine").
+    On CUDA the same pool encodes what is encoded on the host
     (PNG, WebP, JPEG unless CUDA_JPEG_CODEC=nvjpeg) and decodes JPEG with CUDA_JPEG_CODEC=libjpeg.
     A worker-wide setting: the library (Pipeline) leaves torch's threads alone."""
     cpu_pool.use_threads(settings.cpu_threads or cpu_pool.available_cores())

@@ -1,4 +1,5 @@
-"""The job's input schema (the tutorial's contract), validated before any download or decode.
+"""The job's input schema (the job contract of RunPod's custom-worker tutorial), validated before
+any download or decode.
 
 A single-image job::
 

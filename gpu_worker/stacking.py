@@ -51,9 +51,7 @@ def run_stack(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
     the result does not fit there does it stay on the host. The device is left usable either way.
 
     On the CPU the stack runs one image at a time: there is no kernel launch to save, and one
-    image's intermediates stay in cache from op to op (the reference job at 1080p measured 31 ms
-    per image that way against 44 ms stacked, one thread; with two threads on a busy machine
-    stacked ops were 100x slower still).
+    image's intermediates stay in cache from op to op (faster than stacked: BENCHMARKS.md).
     """
     if batch.device.type == "cpu" and batch.shape[0] > 1:
         return torch.cat([bound(image) for image in batch.split(1)])
@@ -120,9 +118,9 @@ def run_images(bound: BoundPlan, images: Sequence[torch.Tensor]) -> list[torch.T
     """Run a bound plan on same-shaped uint8 ``(C, H, W)`` images; one output per image.
 
     On CUDA they are stacked and run as one ``(B, C, H, W)`` call (:func:`run_stack`). On the CPU
-    each runs alone and nothing is stacked: stacking copies every decoded pixel (6.8 ms per 1080p
-    image measured) to save kernel launches the CPU does not have; several images run at once
-    when the worker set up :mod:`gpu_worker.cpu_pool`.
+    each runs alone and nothing is stacked: stacking copies every decoded pixel to save kernel
+    launches the CPU does not have; several images run at once when the worker's runtime set up
+    :mod:`gpu_worker.cpu_pool`.
     """
     if images[0].device.type == "cpu":
         return map_images(lambda image: bound(image.unsqueeze(0))[0], images)

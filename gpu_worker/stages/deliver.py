@@ -42,7 +42,7 @@ def _send(item: Item, settings: Settings, job_id: str) -> None:
 
 
 def item_response(item: Item, timings: dict[str, float], device: str) -> dict[str, Any]:
-    """The tutorial's response for one image: the result, or its error."""
+    """The job contract's response for one image: the result, or its error."""
     if item.error is not None:
         return error_response(item.error)
     out = item.spec.output
@@ -72,7 +72,7 @@ def item_response(item: Item, timings: dict[str, float], device: str) -> dict[st
 
 
 def error_response(message: str) -> dict[str, Any]:
-    """The tutorial's failure shape."""
+    """The job contract's failure: ``{"success": false, "error": message}``."""
     return {"success": False, "error": message}
 
 
