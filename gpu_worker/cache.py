@@ -27,16 +27,13 @@ class ResultCache:
         self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
 
     def get(self, key: str) -> Any | None:
         with self._lock:
             entry = self._items.get(key)
             if entry is None:
-                self.misses += 1
                 return None
             self._items.move_to_end(key)
-            self.hits += 1
             return entry[0]
 
     def put(self, key: str, value: Any, size: int) -> None:
@@ -52,10 +49,6 @@ class ResultCache:
             while self._bytes > self.max_bytes:
                 _, (_, evicted) = self._items.popitem(last=False)
                 self._bytes -= evicted
-
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
 
     def __len__(self) -> int:
         return len(self._items)
