@@ -98,17 +98,21 @@ def _runpod_routes(queue: JobQueue, metrics: Metrics, config: ServerConfig) -> A
         await queue.wait(job, (wait / 1000) if wait else config.runsync_wait_s)
         return job.view()
 
-    @api.api_route("/status/{job_id}", methods=["GET", "POST"], response_model=models.JobState,
-                   response_model_exclude_none=True, summary="A job's status, and its output or error")
     async def status(endpoint_id: EndpointId, job_id: JobId) -> dict:
         return find(job_id).view()
 
-    @api.api_route("/stream/{job_id}", methods=["GET", "POST"], response_model=models.StreamState,
-                   summary="Output chunks not read yet (this handler yields one: its output)")
     async def stream(endpoint_id: EndpointId, job_id: JobId) -> dict:
         job = find(job_id)
         chunks, job.unread = job.unread, []
         return {"id": job.id, "status": job.status, "stream": chunks}
+
+    for method in ("GET", "POST"):  # RunPod answers both (the SDK's own local API only POST)
+        api.add_api_route("/status/{job_id}", status, methods=[method], operation_id=f"status_{method.lower()}",
+                          response_model=models.JobState, response_model_exclude_none=True,
+                          summary="A job's status, and its output or error")
+        api.add_api_route("/stream/{job_id}", stream, methods=[method], operation_id=f"stream_{method.lower()}",
+                          response_model=models.StreamState,
+                          summary="Output chunks not read yet (this handler yields one: its output)")
 
     @api.post("/cancel/{job_id}", response_model=models.JobAccepted, summary="Cancel a queued or running job")
     async def cancel(endpoint_id: EndpointId, job_id: JobId) -> dict:
