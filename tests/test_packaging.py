@@ -30,7 +30,7 @@ from gpu_worker.schema import parse_item
 from photos import photo
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILES = ("Dockerfile.cuda", "Dockerfile.cpu")
+DOCKERFILES = ("Dockerfile", "Dockerfile.cuda", "Dockerfile.cpu")
 ENTRY_POINT = ["python", "-u", "-m", "gpu_worker"]
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 HUB_CATEGORIES = {"audio", "embedding", "language", "video", "image"}
@@ -182,6 +182,24 @@ def test_both_images_install_the_files_make_setup_installs():
             assert path in copied or re.search(r"(^|\s)\.\s", copied), f"{name}: {path} is not copied in"
 
 
+def test_root_dockerfile_is_the_gpu_image():
+    """RunPod Hub builds the root Dockerfile: the same instructions as Dockerfile.cuda."""
+    assert instructions("Dockerfile") == instructions("Dockerfile.cuda")
+
+
+def test_root_handler_py_is_the_workers_handler_and_entry_point():
+    """RunPod Hub looks for handler.py at the root: it is gpu_worker's handler, and running it runs
+    what ``python -m gpu_worker`` runs."""
+    import runpy
+
+    import gpu_worker.__main__
+    import gpu_worker.handler
+
+    module = runpy.run_path(str(ROOT / "handler.py"), run_name="hub_check")
+    assert module["handler"] is gpu_worker.handler.handler
+    assert module["main"] is gpu_worker.__main__.main
+
+
 def test_cpu_image_takes_only_torch_from_the_cpu_index():
     commands = pip_commands("Dockerfile.cpu")
     from_cpu_index = [args for args in commands if CPU_INDEX in args]
@@ -286,6 +304,10 @@ def test_hub_cuda_versions_admit_the_torch_build():
     for version in [*hub, *tests]:
         major, minor = (int(v) for v in version.split("."))
         assert major == built[0] and minor >= built[1], f"CUDA {version} host cannot run a cu{cuda} torch"
+    # Every host version from the build's on (drivers run code built for older CUDA), none skipped.
+    newest = max(int(v.split(".")[1]) for v in hub)
+    assert hub == [f"{built[0]}.{minor}" for minor in range(built[1], newest + 1)]
+    assert tests == hub
 
 
 def decode_source(test: dict) -> Image.Image:
