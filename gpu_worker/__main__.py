@@ -2,7 +2,8 @@
 
 The SDK's own modes work unchanged: with no ``RUNPOD_WEBHOOK_GET_JOB`` it runs ``test_input.json``
 (or ``--test_input '{...}'``) once; ``--rp_serve_api`` serves the local API; otherwise it polls
-RunPod's job queue.
+RunPod's job queue. ``python -m gpu_worker serve ...`` runs the local endpoint instead, which speaks
+RunPod's public API (:mod:`gpu_worker.server`).
 
 Before the SDK starts: settings are loaded (MAX_CONCURRENCY=0 resolved for the device), the SDK
 is patched (gpu_worker.sdk_patches: no job lost on SIGTERM, bounded shutdown, no base64 in its
