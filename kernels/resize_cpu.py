@@ -192,10 +192,27 @@ def resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) ->
     else:
         planes = images.reshape(batch * channels, height, width)
         if dim == 3:
-            out = _transposed(_gathered_rows(_transposed(planes), out_size, gathered_band(width, out_size, filter)))
+            out = _gathered_width(planes, out_size, gathered_band(width, out_size, filter))
         else:
             out = _gathered_rows(planes, out_size, gathered_band(height, out_size, filter))
     return out.view(batch, channels, *shape)
+
+
+#: Elements of the input one band of :func:`_gathered_width` transposes at a time (8 MB).
+_WIDTH_BAND_ELEMENTS = 1 << 23
+
+
+def _gathered_width(planes: torch.Tensor, out_size: int, band: GatheredBand) -> torch.Tensor:
+    """The gathered pass along the width of ``(P, H, N)`` planes, in bands of rows: each band is
+    transposed, resampled along its rows and transposed back into the output, so the transposed
+    copies hold one band, not the image. Returns ``(P, H, out_size)`` uint8."""
+    count, height, width = planes.shape
+    out = torch.empty((count, height, out_size), dtype=torch.uint8)
+    rows = max(_TILE, _WIDTH_BAND_ELEMENTS // (count * width) // _TILE * _TILE)
+    for top in range(0, height, rows):
+        part = _gathered_rows(_transposed(planes[:, top : top + rows]), out_size, band)
+        out[:, top : top + rows] = _transposed(part)
+    return out
 
 
 def _rows_pass(planes: torch.Tensor, out_size: int, filter: str) -> torch.Tensor:
