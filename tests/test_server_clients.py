@@ -4,7 +4,7 @@ client, ``runpod.Endpoint`` and plain HTTP, on a real server on 127.0.0.1.
 One server for the module, with an API key, MAX_CONCURRENCY 2 (the cross-job batcher on), a queue
 of 3, private URLs allowed (the photos and webhooks are served on 127.0.0.1), short fetch timeout,
 results of runsync jobs kept 3 s, and JSON log lines. Slow jobs are real ones: an image URL that
-trickles one byte per 0.2 s holds a slot until FETCH_TIMEOUT_S (4 s) ends it.
+trickles one byte per 0.2 s holds a slot until FETCH_TIMEOUT_S (6 s) ends it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def endpoint(tmp_path_factory):
     """(process, base URL) of the module's server."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {"MAX_CONCURRENCY": "2", "SERVE_QUEUE_SIZE": "3", "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS": "true",
-           "FETCH_TIMEOUT_S": "4", "SERVE_RUNSYNC_RESULT_TTL_S": "3", "LOG_FORMAT": "json",
+           "FETCH_TIMEOUT_S": "6", "SERVE_RUNSYNC_RESULT_TTL_S": "3", "LOG_FORMAT": "json",
            "WEBHOOK_RETRIES": "2", "WEBHOOK_RETRY_DELAY_S": "0.2", "WEBHOOK_TIMEOUT_S": "2",
            "GPU_WORKER_DEVICE": "cpu", "CPU_THREADS": "2"}
     proc, base = start_endpoint(log, env=env, api_key=API_KEY)
@@ -62,7 +62,7 @@ def api(endpoint):
     """The endpoint's ``/v2/<id>`` URL; waits for slots and queue to be empty first, so tests
     that fill them start from the same state."""
     url = f"{endpoint[1]}/v2/{ENDPOINT_ID}"
-    wait_until(lambda: idle(url), 15, "the server to be idle")
+    wait_until(lambda: idle(url), 30, "the server to be idle")
     return url
 
 

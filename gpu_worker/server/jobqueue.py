@@ -230,7 +230,7 @@ class JobQueue:
         except asyncio.TimeoutError:
             if job.generation == generation and job.status == IN_PROGRESS:
                 which = "policy.executionTimeout" if budget < ttl_left else "policy.ttl"
-                self._end(job, TIMED_OUT, None, f"the job ran past its {which} ({budget * 1000:.0f} ms)")
+                self._end(job, TIMED_OUT, None, f"the job ran past its {which} ({max(budget, 0) * 1000:.0f} ms)")
             await asyncio.gather(work, return_exceptions=True)  # the slot is busy until the handler returns
             return
         except Exception as exc:  # noqa: BLE001 - the handler never raises; if it did, the job fails
