@@ -57,7 +57,7 @@ def create_app(config: ServerConfig, settings: Settings, handler: Handler, devic
 
     app = FastAPI(title="gpu-image-worker local endpoint", version="1.0",
                   description="RunPod's serverless API for this worker, on your machine.",
-                  lifespan=lifespan, docs_url="/docs", redoc_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)  # FastAPI's docs pages load a CDN
     app.state.queue, app.state.metrics = queue, metrics
     app.add_middleware(BodyLimit)
     _add_error_handlers(app)
