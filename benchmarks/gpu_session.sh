@@ -25,7 +25,9 @@
 # The wheels: that machine has Python 3.12 with torch and torchvision but not the rest of our
 # requirements, and cannot download. Here, fetch them for cp312 (x86-64 manylinux), keep those it
 # lacks plus our Pillow pin (not torch, triton, nvidia-*, numpy), and build pyvips' pure-Python
-# wheel; .whl/ is git-ignored and travels with the call (64 MiB at most: moto is left out):
+# wheel (kornia comes from requirements/dev.txt: the Pipeline's custom-step tests, which run in
+# cuda-tests, import it; the worker does not); .whl/ is git-ignored and travels with the call
+# (64 MiB at most: moto is left out):
 #   grep -hv '^\s*#\|^-r\|^torch\|^$\|pyvips==\|hadolint\|moto' requirements/runtime.txt \
 #       requirements/dev.txt > /tmp/reqs312.txt
 #   .venv/bin/python -m pip download -d /tmp/whl --only-binary=:all: --python-version 3.12 \

@@ -1,17 +1,25 @@
-"""The Python API: ``Pipeline(operations)`` compiled once, called on tensors, PIL images or arrays."""
+"""The Python API: ``Pipeline(operations)`` compiled once, called on tensors, PIL images or arrays.
+
+After its Pillow-exact operations a pipeline may run the caller's own torch or Kornia modules
+(``then``): on the pipeline's device, on float32 ``(B, C, H, W)`` batches in ``[0, 1]``.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
-from gpu_worker.stacking import run_plan, run_stack
+from gpu_worker.stacking import chunks, group_by_shape, run_plan, run_stack
 from gpu_worker.device import select_device
 from gpu_worker.interop import array_to_tensor, pil_to_tensor, tensor_to_array, tensor_to_pil
 from gpu_worker.plan import Plan, compile_plan
+
+#: A custom step: a ``torch.nn.Module`` (a Kornia module is one) or a function, float32
+#: ``(B, C, H, W)`` in ``[0, 1]`` -> floating ``(B, C', H', W')``.
+Step = Union[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]
 
 
 class Pipeline:
@@ -23,6 +31,21 @@ class Pipeline:
         device: "cpu", "cuda", "cuda:N", a ``torch.device``, or None: ``$GPU_WORKER_DEVICE`` if
             set, else CUDA when available, else CPU.
         max_batch_pixels: cap on pixels stacked into one kernel call (None: no cap).
+        then: custom steps run after the operations, in order (also :meth:`then`): each a
+            ``torch.nn.Module`` (a Kornia module such as ``kornia.filters.GaussianBlur2d``, or your
+            own) or a function on tensors. Not Pillow-exact: they are yours.
+
+    Custom steps run on the pipeline's device, under ``torch.no_grad()``, on stacks of same-sized
+    results. They follow Kornia's convention: the first step receives the Pillow-exact uint8 result
+    as float32 ``(B, C, H, W)`` in ``[0, 1]`` (``x.float() / 255``); each step must return a
+    floating ``(B, C', H', W')`` tensor with the same B and C' in 1..4 (L, LA, RGB, RGBA; it may
+    change the size and the channels), which the next step receives as it is; the last step's result
+    is brought back to uint8 by ``(y * 255).round().clamp(0, 255)``. Anything else (another type,
+    an integer dtype, a wrong rank, batch size or channel count, NaN or infinity) raises an error
+    naming the step. ``nn.Module`` steps are moved to the pipeline's device (``Module.to``, in
+    place) when the pipeline is made. The job schema has no custom steps: they are a library
+    feature. :meth:`output_size` covers the operations only and raises when there are custom
+    steps.
 
     Calling it:
 
@@ -46,19 +69,45 @@ class Pipeline:
     (64, 32)
     >>> thumb(torch.zeros(8, 3, 128, 256, dtype=torch.uint8)).shape
     torch.Size([8, 3, 32, 64])
+
+    A custom step after the Pillow-exact ones (a Kornia module, or any function on tensors):
+
+    >>> import kornia
+    >>> soft = thumb.then(kornia.filters.GaussianBlur2d((5, 5), (1.5, 1.5)), lambda x: x ** 0.9)
+    >>> soft(torch.zeros(2, 3, 128, 256, dtype=torch.uint8)).shape
+    torch.Size([2, 3, 32, 64])
     """
 
     def __init__(self, operations: Sequence[dict] | Plan, device: str | torch.device | None = None,
-                 max_batch_pixels: int | None = None):
+                 max_batch_pixels: int | None = None, then: Sequence[Step] = ()):
         self.plan = operations if isinstance(operations, Plan) else compile_plan(operations)
         self.device = select_device(device)
         self.max_batch_pixels = max_batch_pixels
+        self.steps: tuple[Step, ...] = tuple(then)
+        for i, step in enumerate(self.steps):
+            if not callable(step):
+                raise TypeError(f"then[{i}] must be a torch.nn.Module or a function of a tensor, "
+                                f"got {type(step).__name__}")
+            if isinstance(step, torch.nn.Module):
+                step.to(self.device)
+
+    def then(self, *steps: Step) -> "Pipeline":
+        """A new pipeline: this one's operations, device and custom steps, then ``steps``."""
+        return Pipeline(self.plan, self.device, self.max_batch_pixels, then=(*self.steps, *steps))
 
     def __repr__(self) -> str:
-        return f"Pipeline({self.plan.key}, device={self.device})"
+        then = f", then={[_step_name(s) for s in self.steps]}" if self.steps else ""
+        return f"Pipeline({self.plan.key}, device={self.device}{then})"
 
     def output_size(self, width: int, height: int, channels: int = 3) -> tuple[int, int]:
-        """(width, height) of the result for a ``width`` x ``height`` input, without running."""
+        """(width, height) of the result for a ``width`` x ``height`` input, without running.
+
+        Raises ValueError when the pipeline has custom steps, whose sizes are known only by
+        running them; ``Pipeline(pipeline.plan).output_size(...)`` gives the size they receive.
+        """
+        if self.steps:
+            raise ValueError("output_size cannot predict custom steps (they may change the size); "
+                             "Pipeline(pipeline.plan).output_size(...) gives the size the first one receives")
         _, h, w = self.plan.output_shape((channels, height, width))
         return w, h
 
@@ -91,6 +140,8 @@ class Pipeline:
                 raise TypeError(f"images[{i}] must be a uint8 (C, H, W) tensor, got {image.dtype} {tuple(image.shape)}")
         on_device = [image.to(self.device, non_blocking=True) for image in images]
         results = run_plan(self.plan, on_device, self.max_batch_pixels)
+        if self.steps:
+            results = self._steps_on_groups(results)
         return [out.to(src.device) for out, src in zip(results, images)]
 
     def run_pil(self, images: Sequence[Image.Image]) -> list[Image.Image]:
@@ -110,6 +161,54 @@ class Pipeline:
         if images.ndim != 4:
             raise ValueError(f"tensors must be (C, H, W) or (B, C, H, W), got shape {tuple(images.shape)}")
         bound = self.plan.bind(tuple(images.shape[1:]))
-        if images.shape[0] == 0:
+        if images.shape[0] == 0 and not self.steps:
             return images.new_empty((0, *bound.out_shape))
-        return run_stack(bound, images.to(self.device, non_blocking=True)).to(images.device)
+        if images.shape[0] == 0:
+            out = self._run_steps(torch.empty((0, *bound.out_shape), dtype=torch.uint8, device=self.device))
+        else:
+            out = run_stack(bound, images.to(self.device, non_blocking=True))
+            if self.steps:
+                out = torch.cat([self._run_steps(out[i]) for i in self._chunks(out)])
+        return out.to(images.device)
+
+    def _chunks(self, batch: torch.Tensor) -> list[list[int]]:
+        """Index lists of at most ``max_batch_pixels`` pixels of ``batch`` (B, C, H, W)."""
+        pixels = batch.shape[-2] * batch.shape[-1]
+        return list(chunks(list(range(batch.shape[0])), pixels, self.max_batch_pixels))
+
+    def _steps_on_groups(self, results: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The custom steps on same-shaped results stacked, in chunks; results in input order."""
+        out: list[torch.Tensor] = list(results)
+        for _, indices in group_by_shape(results).items():
+            stack = torch.stack([results[i] for i in indices])
+            for chunk in self._chunks(stack):
+                for i, image in zip(chunk, self._run_steps(stack[chunk])):
+                    out[indices[i]] = image
+        return out
+
+    def _run_steps(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W) on the device -> the custom steps -> uint8 (B, C', H', W')."""
+        x = batch.float().div_(255)
+        with torch.no_grad():
+            for i, step in enumerate(self.steps):
+                x = _checked(step(x), i, step, batch.shape[0])
+        return (x * 255).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _step_name(step: Step) -> str:
+    return type(step).__name__ if isinstance(step, torch.nn.Module) else getattr(step, "__name__", repr(step))
+
+
+def _checked(y: Any, i: int, step: Step, batch: int) -> torch.Tensor:
+    """A custom step's result, refused with a clear error unless a floating (B, C, H, W), C 1..4."""
+    where = f"custom step then[{i}] ({_step_name(step)})"
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{where} must return a torch.Tensor, got {type(y).__name__}")
+    if not y.is_floating_point():
+        raise TypeError(f"{where} must return a floating tensor in [0, 1] (Kornia's convention), got {y.dtype}")
+    if y.ndim != 4 or y.shape[0] != batch or not 1 <= y.shape[1] <= 4:
+        raise ValueError(f"{where} must return (B, C, H, W) with B = {batch} and C in 1..4, "
+                         f"got shape {tuple(y.shape)}")
+    if y.numel() and not bool(torch.isfinite(y).all()):
+        raise ValueError(f"{where} returned NaN or infinite values")
+    return y

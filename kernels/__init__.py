@@ -8,7 +8,7 @@ Conventions shared by every kernel in this package:
 * The input is never modified; the result is a new tensor on the input's device.
 * Each kernel gives Pillow's meaning of the operation (within 1 level per pixel); where Kornia's
   meaning differs, the kernel's comment says so.
-* No JSON, base64, URLs or runpod here: torch and kornia only.
+* No JSON, base64, URLs or runpod here: torch only.
 """
 
 from kernels.color import adjust, grayscale
