@@ -1,7 +1,8 @@
-"""Worker settings: defaults here, ``configs/worker.yaml`` on top, environment variables last.
+"""Worker settings: defaults here, ``worker.yaml`` on top, environment variables last.
 
 Every setting has one environment variable (its name in upper case, e.g. ``MAX_CONCURRENCY``).
-The YAML file is found at ``$GPU_WORKER_CONFIG``, else ``configs/worker.yaml`` beside the package;
+The YAML file is found at ``$GPU_WORKER_CONFIG``, else ``worker.yaml`` inside the package (so an
+installed wheel reads it);
 a missing file means the defaults below. The README's configuration table lists them all.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import yaml
 
 CONFIG_ENV = "GPU_WORKER_CONFIG"
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "worker.yaml"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "worker.yaml"
 
 MB = 1_000_000
 

@@ -35,7 +35,7 @@ _lock = threading.Lock()
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
-    """A fresh runtime from ``settings`` (default: configs/worker.yaml + environment), with the
+    """A fresh runtime from ``settings`` (default: the package's worker.yaml + environment), with the
     worker's CPU set-up and CUDA_COMPILE applied (process-wide: the last runtime built sets them)."""
     settings = settings or load_settings()
     device = select_device(settings.gpu_worker_device)

@@ -223,14 +223,12 @@ def test_build_context_keeps_what_the_images_need():
                    fnmatch.fnmatch(parts[-1], p.removeprefix("**/")) for p in patterns for prefix in prefixes)
 
     needed = ["pyproject.toml", "requirements/torch.txt", "requirements/runtime.txt",
-              "gpu_worker/__init__.py", "kernels/__init__.py", "configs/worker.yaml", "README.md"]
+              "gpu_worker/__init__.py", "kernels/__init__.py", "gpu_worker/worker.yaml", "README.md"]
     assert [p for p in needed if ignored(p)] == []
     assert all(ignored(p) for p in [".venv/bin/python", ".git/HEAD", "tests/test_upload.py"])
-    # The config file the images point GPU_WORKER_CONFIG at is in the repository.
+    # The images read the default settings from the installed package (no GPU_WORKER_CONFIG).
     for name in DOCKERFILES:
-        text = (ROOT / name).read_text()
-        config = re.search(r"GPU_WORKER_CONFIG=/app/(\S+)", text)
-        assert config and (ROOT / config.group(1)).is_file(), f"{name}: GPU_WORKER_CONFIG"
+        assert "GPU_WORKER_CONFIG" not in (ROOT / name).read_text(), name
 
 
 # --- RunPod Hub --------------------------------------------------------------------------------
@@ -373,3 +371,15 @@ def test_test_input_json_is_a_runpod_job():
     job = json.loads(path.read_text())
     assert isinstance(job, dict) and isinstance(job.get("input"), dict) and job["input"]
     assert "image" in job["input"] or "images" in job["input"]
+
+
+def test_the_wheel_carries_the_default_settings(tmp_path):
+    """An installed wheel reads its defaults from gpu_worker/worker.yaml inside the package."""
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("gpu_image_worker-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.read("gpu_worker/worker.yaml").decode()
+    assert shipped == (ROOT / "gpu_worker" / "worker.yaml").read_text()
