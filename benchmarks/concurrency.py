@@ -15,10 +15,13 @@ Each job is the tutorial client's: one 1080p JPEG (base64), resize to 800 wide, 
 brightness 1.1 and contrast 1.2, JPEG q85; the result cache is off. The ratio loop/in-process is
 what the SDK's loop costs a RunPod user.
 
-``--post-check`` measures that posting results does not hold the loop up: jobs whose results are
-multi-megabyte PNGs, through the loop with the fake queue answering each result post at once and
-then after ``--post-delay`` seconds (a slow network); with posts off the job slots both take the
-same time.
+Each measurement is the fastest of ``--repeats`` bursts (default 2): on a shared machine the
+slower one is mostly other processes' load. Both sides get the same treatment.
+
+``--post-check`` measures that posting results does not hold the loop up: 8 jobs with 3 MB
+results at MAX_CONCURRENCY=4 through the loop, with the fake queue taking each result post in at
+once and then after ``--post-delay`` seconds (a slow link, default 1 s). If a post held its job's
+slot the delay would add up per slot (2 s here) and the worker would never hold more than 4 jobs.
 """
 
 from __future__ import annotations
@@ -63,26 +66,45 @@ def worker_env(concurrency: int, device: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- through the loop
-def through_loop(concurrency: int, jobs: list[dict], device: str, log_path: Path, post_delay_s: float = 0.0) -> dict:
-    """Run ``jobs`` as one burst through a fresh ``python -m gpu_worker``; returns the measures."""
+def through_loop(concurrency: int, jobs: list[dict], device: str, log_path: Path, repeats: int = 1,
+                 post_delay_s: float = 0.0) -> dict:
+    """Run ``jobs`` as a burst ``repeats`` times through one fresh ``python -m gpu_worker``, each
+    from an idle worker; returns the measures of the fastest burst, with every burst's jobs/s."""
     with FakeRunPodQueue(post_delay_s=post_delay_s) as queue:
         worker = start_worker(module="gpu_worker", env=queue.env(**worker_env(concurrency, device)),
                               log_path=log_path)
         try:
             worker.wait_ready(lambda: len(queue.polls) > 0, timeout=180)
             queue.wait_for_results([queue.add_job(jobs[0])], timeout=180)  # warm-up
-            queue.wait_for_idle_worker(timeout=30)
-            polls_before = len(queue.polls)
-            ids = queue.add_jobs(jobs)
-            records = queue.wait_for_results(ids, timeout=900)
-            polls = len(queue.polls) - polls_before
+            bursts = [_one_burst(queue, concurrency, jobs) for _ in range(repeats)]
         finally:
             worker.stop()
+    best = max(bursts, key=lambda b: b["jobs_per_s"])
+    return {**best, "every_jobs_per_s": [b["jobs_per_s"] for b in bursts]}
+
+
+def _one_burst(queue: FakeRunPodQueue, concurrency: int, jobs: list[dict]) -> dict:
+    queue.wait_for_idle_worker(timeout=60)
+    polls_before = len(queue.polls)
+    ids = queue.add_jobs(jobs)
+    records = queue.wait_for_results(ids, timeout=900)
+    polls = len(queue.polls) - polls_before
     outputs = [r.output for r in records.values()]
     _check(outputs, [r.error for r in records.values()])
     start = min(r.handed_out_at for r in records.values())
     end = max(r.result_at for r in records.values())
-    return {**_measures(concurrency, outputs, end - start), "job_takes": polls}
+    return {**_measures(concurrency, outputs, end - start), "job_takes": polls, "most_held": _most_held(records)}
+
+
+def _most_held(records: dict) -> int:
+    """Most jobs the worker held at once: handed out, result not yet received (running or being
+    posted). Where posting held a job's slot, this never exceeds MAX_CONCURRENCY."""
+    events = sorted([(r.handed_out_at, 1) for r in records.values()] + [(r.result_at, -1) for r in records.values()])
+    held = most = 0
+    for _, step in events:
+        held += step
+        most = max(most, held)
+    return most
 
 
 def _check(outputs: list, errors: list) -> None:
@@ -105,9 +127,9 @@ def _measures(concurrency: int, outputs: list[dict], seconds: float) -> dict:
 
 
 # ---------------------------------------------------------------------------- in-process
-def in_process(concurrency: int, jobs_file: Path, device: str) -> dict:
+def in_process(concurrency: int, jobs_file: Path, device: str, repeats: int = 1) -> dict:
     """The same burst through the handler in a fresh process (:func:`_in_process_child`)."""
-    env = {**os.environ, **worker_env(concurrency, device)}
+    env = {**os.environ, **worker_env(concurrency, device), "BENCH_REPEATS": str(repeats)}
     env = {k: v for k, v in env.items() if not k.startswith("RUNPOD_WEBHOOK")}
     done = subprocess.run([sys.executable, "-m", "benchmarks.concurrency", "--in-process-child", str(jobs_file)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -118,7 +140,8 @@ def in_process(concurrency: int, jobs_file: Path, device: str) -> dict:
 
 def _in_process_child(jobs_file: Path) -> dict:
     """In this process: set up as ``python -m gpu_worker`` does, warm up with one job, then run the
-    burst MAX_CONCURRENCY at a time through the async handler."""
+    burst MAX_CONCURRENCY at a time through the async handler, $BENCH_REPEATS times; the measures
+    of the fastest burst, with every burst's jobs/s."""
     from gpu_worker.config import load_settings
     from gpu_worker.handler import handler
     from gpu_worker.startup import prepare_worker
@@ -128,7 +151,6 @@ def _in_process_child(jobs_file: Path) -> dict:
     jobs = json.loads(Path(jobs_file).read_text())
 
     async def burst() -> tuple[list[dict], float]:
-        await handler({"id": "warm-up", "input": jobs[0]})
         slots = asyncio.Semaphore(settings.max_concurrency)
         stamps: list[float] = []
 
@@ -142,21 +164,27 @@ def _in_process_child(jobs_file: Path) -> dict:
         outputs = await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
         return outputs, max(stamps) - min(stamps)
 
-    outputs, seconds = asyncio.run(burst())
-    _check(outputs, [None] * len(outputs))
-    return _measures(settings.max_concurrency, outputs, seconds)
+    asyncio.run(handler({"id": "warm-up", "input": jobs[0]}))
+    bursts = []
+    for _ in range(int(os.environ.get("BENCH_REPEATS", "1"))):
+        outputs, seconds = asyncio.run(burst())
+        _check(outputs, [None] * len(outputs))
+        bursts.append(_measures(settings.max_concurrency, outputs, seconds))
+    best = max(bursts, key=lambda b: b["jobs_per_s"])
+    return {**best, "every_jobs_per_s": [b["jobs_per_s"] for b in bursts]}
 
 
 # ---------------------------------------------------------------------------- the runs
-def sweep(concurrencies: list[int], count: int, device: str, tmp: Path) -> list[dict]:
-    """Loop and in-process at each concurrency, one right after the other."""
+def sweep(concurrencies: list[int], count: int, device: str, tmp: Path, repeats: int) -> list[dict]:
+    """Loop and in-process at each concurrency, one right after the other, fastest of
+    ``repeats`` bursts each."""
     jobs = make_jobs(count)
     jobs_file = tmp / "jobs.json"
     jobs_file.write_text(json.dumps(jobs))
     rows = []
     for concurrency in concurrencies:
-        loop = through_loop(concurrency, jobs, device, tmp / f"loop-c{concurrency}.log")
-        local = in_process(concurrency, jobs_file, device)
+        loop = through_loop(concurrency, jobs, device, tmp / f"loop-c{concurrency}.log", repeats)
+        local = in_process(concurrency, jobs_file, device, repeats)
         rows.append({"concurrency": concurrency, "loop": loop, "in_process": local,
                      "ratio": round(loop["jobs_per_s"] / local["jobs_per_s"], 2)})
         print(f"  MAX_CONCURRENCY={concurrency}: loop {loop['jobs_per_s']} jobs/s, "
@@ -164,12 +192,14 @@ def sweep(concurrencies: list[int], count: int, device: str, tmp: Path) -> list[
     return rows
 
 
-def post_check(concurrency: int, count: int, delay_s: float, device: str, tmp: Path) -> dict:
-    """Multi-megabyte results (1080p PNG, no resize) through the loop, posts answered at once and
-    after ``delay_s``: if posting held a job slot, the delay would add up per slot."""
-    jobs = make_jobs(count, output={"format": "PNG"}, operations=[{"type": "filter", "params": {"name": "sharpen"}}])
-    fast = through_loop(concurrency, jobs, device, tmp / "post-fast.log")
-    slow = through_loop(concurrency, jobs, device, tmp / "post-slow.log", post_delay_s=delay_s)
+def post_check(concurrency: int, count: int, delay_s: float, device: str, tmp: Path, repeats: int) -> dict:
+    """Multi-megabyte results (each 1080p JPEG resized to 3840 wide, JPEG q100) through the loop,
+    posts answered at once and after ``delay_s``: if posting held a job slot, the delay would add
+    up per slot, and the worker would never hold more than ``concurrency`` jobs."""
+    jobs = make_jobs(count, output={"format": "JPEG", "quality": 100},
+                     operations=[{"type": "resize", "params": {"width": 3840}}])
+    fast = through_loop(concurrency, jobs, device, tmp / "post-fast.log", repeats)
+    slow = through_loop(concurrency, jobs, device, tmp / "post-slow.log", repeats, post_delay_s=delay_s)
     held = count / concurrency * delay_s  # what the delay would add if each post held its slot
     return {"concurrency": concurrency, "jobs": count, "post_delay_s": delay_s, "fast": fast, "slow": slow,
             "added_s": round(slow["makespan_s"] - fast["makespan_s"], 2),
@@ -187,7 +217,8 @@ def print_report(report: dict) -> None:
         print(f"\n{post['jobs']} jobs with {post['fast']['result_bytes'] / 1e6:.1f} MB results at MAX_CONCURRENCY="
               f"{post['concurrency']}: {post['fast']['makespan_s']:.2f} s with posts answered at once, "
               f"{post['slow']['makespan_s']:.2f} s with each post taking {post['post_delay_s']} s "
-              f"(+{post['added_s']} s; +{post['added_if_posts_held_slots_s']} s if posts held the slots)")
+              f"({post['added_s']:+} s; +{post['added_if_posts_held_slots_s']} s if posts held the slots); "
+              f"jobs held at once (running or being posted): {post['slow']['most_held']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=48)
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCIES)))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=2, help="bursts per measurement; the fastest counts")
     parser.add_argument("--post-check", action="store_true", help="also measure slow result posts")
-    parser.add_argument("--post-delay", type=float, default=0.5)
+    parser.add_argument("--post-delay", type=float, default=1.0)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "concurrency.json"))
     parser.add_argument("--in-process-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -208,9 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": f"{os.cpu_count()} cores",
               "device": args.device, "load_before": round(load, 2)}
     with tempfile.TemporaryDirectory() as tmp:
-        report["sweep"] = sweep([int(c) for c in args.concurrency.split(",")], args.jobs, args.device, Path(tmp))
+        report["sweep"] = sweep([int(c) for c in args.concurrency.split(",")], args.jobs, args.device, Path(tmp),
+                                args.repeats)
         if args.post_check:
-            report["post_check"] = post_check(4, 16, args.post_delay, args.device, Path(tmp))
+            report["post_check"] = post_check(4, 8, args.post_delay, args.device, Path(tmp), args.repeats)
     report["load_after"] = round(os.getloadavg()[0], 2)
     print_report(report)
     print(f"load average (1 min) before {report['load_before']}, after {report['load_after']} on {report['machine']}")
