@@ -29,6 +29,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 
 #: Cases: (channels of the source, job input beside "image").
 CASES: dict[str, tuple[int, dict]] = {
@@ -84,9 +85,43 @@ def _rss_mark() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def child(spec: dict) -> dict:
-    """Run ``spec["job"]`` on the PNG at ``spec["path"]``; returns the job's peak extra RSS."""
+def _release_free_memory() -> None:
+    """Collect garbage and hand the allocator's free pages back to the system (glibc's
+    ``malloc_trim``), so memory the next job reuses is counted as it is faulted in again."""
+    import ctypes
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _warm_job(job: dict) -> dict:
+    """``job`` with sizes that fit a 300x200 image: the same operations otherwise."""
+    warm = json.loads(json.dumps(job))
+    for op in warm.get("operations", []):
+        if op["type"] == "crop":
+            op["params"] = {"left": 1, "top": 1, "right": 200, "bottom": 150}
+        elif op["type"] == "resize":
+            op["params"] = {**op["params"], "width": 150}
+    return warm
+
+
+def child(spec: dict) -> list[dict]:
+    """Run each of ``spec["cases"]`` (``name``, ``path`` of the source, ``job``) through a
+    :class:`JobRunner` on the CPU, set up as the worker sets itself up; returns each job's peak
+    extra RSS over the resident memory before it.
+
+    Every job runs once on a small image first (imports, TorchScript compiles, thread pools).
+    With one case the baseline is the high-water mark after that warm-up. With several, before
+    each job the free memory goes back to the system and the high-water mark is reset to the
+    current RSS (``/proc/self/clear_refs``, Linux 4.0+; ``ru_maxrss`` follows it), so each case
+    is measured alone in one process.
+    """
+    import numpy as np
     import torch
+    from PIL import Image
 
     from gpu_worker.config import Settings
     from gpu_worker.jobs import JobRunner
@@ -97,36 +132,39 @@ def child(spec: dict) -> dict:
                                    max_source_bytes=1 << 30, upload_threshold_bytes=1 << 31)
     use_cpu_cores(settings, device)
     runner = JobRunner(settings, device)
-    with open(spec["path"], "rb") as f:
-        data = base64.b64encode(f.read()).decode()
-    # Warm up on a small image of the same kind: imports, TorchScript compiles, thread pools.
-    # (Image.open reads the header only; the source's pixels are not loaded here.)
-    import numpy as np
-    from PIL import Image
-    with Image.open(spec["path"]) as im:
-        channels = len(im.getbands())
-        width, height = im.size
-    ramp = np.add.outer(np.arange(200), np.arange(300)).astype(np.uint8)
-    small = Image.fromarray(np.repeat(ramp[:, :, None], channels, axis=2))
-    buf = io.BytesIO()
-    small.save(buf, "PNG")
-    warm_job = json.loads(json.dumps(spec["job"]))  # the same operations, at sizes that fit
-    for op in warm_job.get("operations", []):
-        if op["type"] == "crop":
-            op["params"] = {"left": 1, "top": 1, "right": 200, "bottom": 150}
-        elif op["type"] == "resize":
-            op["params"] = {**op["params"], "width": 150}
-    warm = runner.run({**warm_job, "image": {"base64": base64.b64encode(buf.getvalue()).decode()}})
-    assert warm["success"], warm
-    del warm, small, buf
-    gc.collect()
-    baseline = _rss_mark()
-    response = runner.run({**spec["job"], "image": {"base64": data}})
-    peak = _rss_mark()
-    pixels_bytes = width * height * channels
-    return {"success": response["success"], "error": response.get("error"),
-            "baseline_mb": baseline / 1e6, "peak_mb": peak / 1e6, "extra_mb": (peak - baseline) / 1e6,
-            "pixels_bytes": pixels_bytes, "factor": (peak - baseline) / pixels_bytes}
+    cases = spec["cases"]
+    sources: dict[str, tuple[str, int, int]] = {}  # path -> (base64, decoded pixels' bytes, channels)
+    for case in cases:
+        if case["path"] not in sources:
+            with open(case["path"], "rb") as f:
+                data = base64.b64encode(f.read()).decode()
+            with Image.open(case["path"]) as im:  # the header only: no pixels loaded here
+                channels = len(im.getbands())
+                sources[case["path"]] = (data, im.width * im.height * channels, channels)
+        channels = sources[case["path"]][2]
+        ramp = np.add.outer(np.arange(200), np.arange(300)).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(np.repeat(ramp[:, :, None], channels, axis=2).squeeze()).save(buf, "PNG")
+        warm = runner.run({**_warm_job(case["job"]), "image": {"base64": base64.b64encode(buf.getvalue()).decode()}})
+        assert warm["success"], warm
+    results = []
+    for case in cases:
+        data, pixels_bytes, _ = sources[case["path"]]
+        _release_free_memory()
+        if len(cases) > 1:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        baseline = _rss_mark()
+        started = time.perf_counter()
+        response = runner.run({**case["job"], "image": {"base64": data}})
+        seconds = time.perf_counter() - started
+        peak = _rss_mark()
+        results.append({"name": case["name"], "success": response["success"], "error": response.get("error"),
+                        "seconds": seconds,
+                        "baseline_mb": baseline / 1e6, "peak_mb": peak / 1e6, "extra_mb": (peak - baseline) / 1e6,
+                        "pixels_bytes": pixels_bytes, "factor": (peak - baseline) / pixels_bytes})
+        del response
+    return results
 
 
 #: Steps :func:`steps_child` measures one by one on the decoded image: (name, work on a
@@ -203,9 +241,9 @@ def steps_child(path: str) -> list[dict]:
     return rows
 
 
-def measure(path: str, job: dict, timeout: float = 600) -> dict:
-    """Run :func:`child` in a fresh interpreter; returns its dict."""
-    spec = json.dumps({"path": path, "job": job})
+def measure(cases: list[dict], timeout: float = 600) -> list[dict]:
+    """Run :func:`child` on ``cases`` (``name``, ``path``, ``job``) in a fresh interpreter."""
+    spec = json.dumps({"cases": cases})
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-m", "benchmarks.memory_peak", "child", spec], cwd=root,
                           capture_output=True, text=True, timeout=timeout)
@@ -250,7 +288,7 @@ def main() -> None:
             if channels not in paths:
                 paths[channels] = os.path.join(tmp, f"source{channels}.png")
                 make_png(paths[channels], (width, height), channels)
-            r = measure(paths[channels], job)
+            r = measure([{"name": name, "path": paths[channels], "job": job}])[0]
             print(f"{name:16s} ok={r['success']!s:5s} before {r['baseline_mb']:7.0f} MB  peak {r['peak_mb']:7.0f} MB"
                   f"  extra {r['extra_mb']:7.0f} MB = {r['factor']:.2f} x {r['pixels_bytes'] / 1e6:.0f} MB"
                   + (f"  {r['error']}" if r["error"] else ""), flush=True)

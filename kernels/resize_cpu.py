@@ -198,8 +198,10 @@ def resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) ->
     return out.view(batch, channels, *shape)
 
 
-#: Elements of the input one band of :func:`_gathered_width` transposes at a time (8 MB).
-_WIDTH_BAND_ELEMENTS = 1 << 23
+#: Elements of the input one band of :func:`_gathered_width` transposes at a time (2 MB), and
+#: fewest rows in a band.
+_WIDTH_BAND_ELEMENTS = 1 << 21
+_WIDTH_BAND_MIN_ROWS = 16
 
 
 def _gathered_width(planes: torch.Tensor, out_size: int, band: GatheredBand) -> torch.Tensor:
@@ -208,7 +210,7 @@ def _gathered_width(planes: torch.Tensor, out_size: int, band: GatheredBand) -> 
     copies hold one band, not the image. Returns ``(P, H, out_size)`` uint8."""
     count, height, width = planes.shape
     out = torch.empty((count, height, out_size), dtype=torch.uint8)
-    rows = max(_TILE, _WIDTH_BAND_ELEMENTS // (count * width) // _TILE * _TILE)
+    rows = max(_WIDTH_BAND_MIN_ROWS, _WIDTH_BAND_ELEMENTS // (count * width))
     for top in range(0, height, rows):
         part = _gathered_rows(_transposed(planes[:, top : top + rows]), out_size, band)
         out[:, top : top + rows] = _transposed(part)
