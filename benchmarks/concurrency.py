@@ -15,8 +15,9 @@ Each job is the tutorial client's: one 1080p JPEG (base64), resize to 800 wide, 
 brightness 1.1 and contrast 1.2, JPEG q85; the result cache is off. The ratio loop/in-process is
 what the SDK's loop costs a RunPod user.
 
-Each measurement is the fastest of ``--repeats`` bursts (default 2): on a shared machine the
-slower one is mostly other processes' load. Both sides get the same treatment.
+At each concurrency both are set up first, then their bursts run in turns (loop, in-process,
+loop, ...) ``--repeats`` times (default 3), and the fastest of each counts: on a shared machine
+the slower bursts are mostly other processes' load, and taking turns gives both sides the same.
 
 ``--post-check`` measures that posting results does not hold the loop up: 8 jobs with 3 MB
 results at MAX_CONCURRENCY=4 through the loop, with the fake queue taking each result post in at
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -49,6 +51,8 @@ OPERATIONS = [
     {"type": "adjust", "params": {"brightness": 1.1, "contrast": 1.2}},
 ]
 CONCURRENCIES = (1, 4, 16, 64)
+#: How the in-process child marks its replies on stdout.
+_MARK = "BENCH "
 
 
 def make_jobs(count: int, output: dict | None = None, operations: list | None = None) -> list[dict]:
@@ -66,19 +70,30 @@ def worker_env(concurrency: int, device: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- through the loop
-def through_loop(concurrency: int, jobs: list[dict], device: str, log_path: Path, repeats: int = 1,
-                 post_delay_s: float = 0.0) -> dict:
-    """Run ``jobs`` as a burst ``repeats`` times through one fresh ``python -m gpu_worker``, each
-    from an idle worker; returns the measures of the fastest burst, with every burst's jobs/s."""
+@contextlib.contextmanager
+def loop_worker(concurrency: int, device: str, log_path: Path, warm_up: dict, post_delay_s: float = 0.0):
+    """A fresh ``python -m gpu_worker`` on a fake queue, warmed up with one job; yields the queue."""
     with FakeRunPodQueue(post_delay_s=post_delay_s) as queue:
         worker = start_worker(module="gpu_worker", env=queue.env(**worker_env(concurrency, device)),
                               log_path=log_path)
         try:
             worker.wait_ready(lambda: len(queue.polls) > 0, timeout=180)
-            queue.wait_for_results([queue.add_job(jobs[0])], timeout=180)  # warm-up
-            bursts = [_one_burst(queue, concurrency, jobs) for _ in range(repeats)]
+            queue.wait_for_results([queue.add_job(warm_up)], timeout=180)
+            yield queue
         finally:
             worker.stop()
+
+
+def through_loop(concurrency: int, jobs: list[dict], device: str, log_path: Path, repeats: int = 1,
+                 post_delay_s: float = 0.0) -> dict:
+    """Run ``jobs`` as a burst ``repeats`` times through one fresh worker, each from an idle
+    worker; returns the measures of the fastest burst, with every burst's jobs/s."""
+    with loop_worker(concurrency, device, log_path, jobs[0], post_delay_s) as queue:
+        bursts = [_one_burst(queue, concurrency, jobs) for _ in range(repeats)]
+    return _best(bursts)
+
+
+def _best(bursts: list[dict]) -> dict:
     best = max(bursts, key=lambda b: b["jobs_per_s"])
     return {**best, "every_jobs_per_s": [b["jobs_per_s"] for b in bursts]}
 
@@ -127,21 +142,46 @@ def _measures(concurrency: int, outputs: list[dict], seconds: float) -> dict:
 
 
 # ---------------------------------------------------------------------------- in-process
-def in_process(concurrency: int, jobs_file: Path, device: str, repeats: int = 1) -> dict:
-    """The same burst through the handler in a fresh process (:func:`_in_process_child`)."""
-    env = {**os.environ, **worker_env(concurrency, device), "BENCH_REPEATS": str(repeats)}
-    env = {k: v for k, v in env.items() if not k.startswith("RUNPOD_WEBHOOK")}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.concurrency", "--in-process-child", str(jobs_file)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(f"in-process run failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class InProcess:
+    """The handler in a fresh process (:func:`_in_process_child`), set up as the worker sets
+    itself up and warmed up with the first job; :meth:`burst` runs the jobs once more there."""
+
+    def __init__(self, concurrency: int, jobs_file: Path, device: str):
+        env = {k: v for k, v in {**os.environ, **worker_env(concurrency, device)}.items()
+               if not k.startswith("RUNPOD_WEBHOOK")}
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.concurrency", "--in-process-child",
+                                      str(jobs_file)], cwd=REPO, env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._read()  # "ready", after set-up and warm-up
+
+    def _read(self) -> dict:
+        """The child's next ``BENCH {...}`` line (the SDK and the worker print other lines)."""
+        for line in self.proc.stdout:
+            if line.startswith(_MARK):
+                return json.loads(line[len(_MARK):])
+        raise RuntimeError(f"the in-process child exited with {self.proc.wait()}")
+
+    def burst(self) -> dict:
+        self.proc.stdin.write("burst\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def __enter__(self) -> "InProcess":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
-def _in_process_child(jobs_file: Path) -> dict:
-    """In this process: set up as ``python -m gpu_worker`` does, warm up with one job, then run the
-    burst MAX_CONCURRENCY at a time through the async handler, $BENCH_REPEATS times; the measures
-    of the fastest burst, with every burst's jobs/s."""
+def _in_process_child(jobs_file: Path) -> None:
+    """In this process: set up as ``python -m gpu_worker`` does, warm up with one job, say ready;
+    then for each ``burst`` line on stdin run every job, MAX_CONCURRENCY at a time, through the
+    async handler and print the measures as one JSON line."""
     from gpu_worker.config import load_settings
     from gpu_worker.handler import handler
     from gpu_worker.startup import prepare_worker
@@ -165,30 +205,34 @@ def _in_process_child(jobs_file: Path) -> dict:
         return outputs, max(stamps) - min(stamps)
 
     asyncio.run(handler({"id": "warm-up", "input": jobs[0]}))
-    bursts = []
-    for _ in range(int(os.environ.get("BENCH_REPEATS", "1"))):
+    print(_MARK + json.dumps({"ready": True}), flush=True)
+    for _ in sys.stdin:
         outputs, seconds = asyncio.run(burst())
         _check(outputs, [None] * len(outputs))
-        bursts.append(_measures(settings.max_concurrency, outputs, seconds))
-    best = max(bursts, key=lambda b: b["jobs_per_s"])
-    return {**best, "every_jobs_per_s": [b["jobs_per_s"] for b in bursts]}
+        print(_MARK + json.dumps(_measures(settings.max_concurrency, outputs, seconds)), flush=True)
 
 
 # ---------------------------------------------------------------------------- the runs
 def sweep(concurrencies: list[int], count: int, device: str, tmp: Path, repeats: int) -> list[dict]:
-    """Loop and in-process at each concurrency, one right after the other, fastest of
-    ``repeats`` bursts each."""
+    """Loop and in-process at each concurrency: both set up, then their bursts in turns (loop,
+    in-process, loop, ...), so that both meet the same load from other processes; the fastest
+    of ``repeats`` bursts of each counts."""
     jobs = make_jobs(count)
     jobs_file = tmp / "jobs.json"
     jobs_file.write_text(json.dumps(jobs))
     rows = []
     for concurrency in concurrencies:
-        loop = through_loop(concurrency, jobs, device, tmp / f"loop-c{concurrency}.log", repeats)
-        local = in_process(concurrency, jobs_file, device, repeats)
+        loop_bursts, local_bursts = [], []
+        with loop_worker(concurrency, device, tmp / f"loop-c{concurrency}.log", jobs[0]) as queue, \
+                InProcess(concurrency, jobs_file, device) as local:
+            for _ in range(repeats):
+                loop_bursts.append(_one_burst(queue, concurrency, jobs))
+                local_bursts.append(local.burst())
+        loop, local = _best(loop_bursts), _best(local_bursts)
         rows.append({"concurrency": concurrency, "loop": loop, "in_process": local,
                      "ratio": round(loop["jobs_per_s"] / local["jobs_per_s"], 2)})
-        print(f"  MAX_CONCURRENCY={concurrency}: loop {loop['jobs_per_s']} jobs/s, "
-              f"in-process {local['jobs_per_s']} jobs/s, ratio {rows[-1]['ratio']}", flush=True)
+        print(f"  MAX_CONCURRENCY={concurrency}: loop {loop['every_jobs_per_s']} jobs/s, "
+              f"in-process {local['every_jobs_per_s']} jobs/s, ratio of the fastest {rows[-1]['ratio']}", flush=True)
     return rows
 
 
@@ -226,14 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=48)
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCIES)))
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=2, help="bursts per measurement; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=3, help="bursts per measurement; the fastest counts")
     parser.add_argument("--post-check", action="store_true", help="also measure slow result posts")
     parser.add_argument("--post-delay", type=float, default=1.0)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "concurrency.json"))
     parser.add_argument("--in-process-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.in_process_child:
-        print(json.dumps(_in_process_child(Path(args.in_process_child))))
+        _in_process_child(Path(args.in_process_child))
         return 0
 
     load = os.getloadavg()[0]
