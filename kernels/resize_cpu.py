@@ -198,9 +198,10 @@ def resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) ->
     return out.view(batch, channels, *shape)
 
 
-#: Elements of the input one band of :func:`_gathered_width` transposes at a time (2 MB), and
-#: fewest rows in a band.
-_WIDTH_BAND_ELEMENTS = 1 << 21
+#: Elements of the input one band of :func:`_gathered_width` transposes at a time (8 MB: smaller
+#: bands cost more in calls than they save; BENCHMARKS.md, "Memory per job"), and fewest rows in
+#: a band.
+_WIDTH_BAND_ELEMENTS = 1 << 23
 _WIDTH_BAND_MIN_ROWS = 16
 
 
