@@ -30,6 +30,7 @@ run: setup
 bench: setup
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.concurrency
+	$(PY) -m benchmarks.operations
 
 fuzz: setup
 	$(PY) -m benchmarks.fuzz_campaign

@@ -1,0 +1,121 @@
+"""Every registered operation on decoded 1080p photos, ours against Pillow and pyvips, one table.
+
+    python -m benchmarks.operations [--n 16] [--repeats 3] [--only rotate,resize] [--device cpu]
+
+For each operation in the registry (gpu_worker.operations) with parameters from :data:`PARAMS`
+(else the entry's first example): ours on ``n`` RGB images stacked into one ``(n, 3, 1080, 1920)``
+tensor (the ``Pipeline`` API, on the device asked for), Pillow's reference on the same images one
+by one, and pyvips' closest operation (:data:`VIPS`; "—" where libvips has none) on the same
+pixels in memory, each result written to memory so libvips computes it. Milliseconds per image,
+median of ``--repeats``, after one warm-up. Ours on the CPU runs with the worker's thread set-up.
+
+Adding an operation's row: one line in :data:`PARAMS` when its first example is not a fair 1080p
+workload, and one in :data:`VIPS` when libvips has an equivalent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+#: Operation -> params for a 1080p benchmark, where the registry's first example (sized for the
+#: tests' small photos) is not representative.
+PARAMS: dict[str, dict[str, Any]] = {
+    "resize": {"width": 800},
+    "crop": {"left": 320, "top": 180, "right": 1600, "bottom": 900},
+    "filter": {"name": "sharpen"},
+    "adjust": {"brightness": 1.1, "contrast": 1.2},
+    "rotate": {"angle": 30},
+}
+
+SHARPEN = ((-2, -2, -2), (-2, 32, -2), (-2, -2, -2))
+
+#: Operation -> ``(pyvips image, params) -> pyvips image``: libvips' closest equivalent.
+VIPS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+    "resize": lambda im, p: im.resize(p["width"] / im.width, kernel="lanczos3"),
+    "crop": lambda im, p: im.crop(p["left"], p["top"], p["right"] - p["left"], p["bottom"] - p["top"]),
+    "filter": lambda im, p: im.conv(_vips_matrix(SHARPEN, 16), precision="integer"),
+    "adjust": lambda im, p: (im * p.get("brightness", 1.0)).cast("uchar"),
+    "rotate": lambda im, p: im.rotate(p["angle"], interpolate=_vips_interpolator("bicubic")),
+}
+
+
+def _vips_matrix(rows, scale):
+    import pyvips
+
+    return pyvips.Image.new_from_array([list(r) for r in rows], scale=scale)
+
+
+def _vips_interpolator(name: str):
+    import pyvips
+
+    return pyvips.Interpolate.new(name)
+
+
+def _median_ms_per_image(work: Callable[[], Any], repeats: int, n: int) -> float:
+    work()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - started) * 1000 / n)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated operation names")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    import pyvips
+    import torch
+
+    from benchmarks.images import image
+    from gpu_worker import Pipeline
+    from gpu_worker.config import Settings
+    from gpu_worker.device import select_device
+    from gpu_worker.operations import REGISTRY, apply_reference
+    from gpu_worker.runtime import use_cpu_cores
+
+    pyvips.cache_set_max(0)
+    logging.getLogger("pyvips").setLevel(logging.WARNING)  # it logs every thread pool at INFO
+    device = select_device(args.device)
+    use_cpu_cores(Settings(), device)
+    pils = [image(i) for i in range(args.n)]
+    arrays = [np.asarray(im) for im in pils]
+    batch = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1) for a in arrays]).to(device)
+    vips_images = [pyvips.Image.new_from_memory(a.tobytes(), a.shape[1], a.shape[0], 3, "uchar") for a in arrays]
+    wanted = [name for name in args.only.split(",") if name] or list(REGISTRY)
+
+    print(f"{args.n} x 1920x1080 RGB, ms per image, median of {args.repeats} "
+          f"(ours on {device}, torch threads {torch.get_num_threads()})")
+    print(f"{'operation':<12} {'params':<46} {'ours':>8} {'Pillow':>8} {'pyvips':>8}")
+    for name in wanted:
+        params = PARAMS.get(name, REGISTRY[name].examples[0])
+        op = {"type": name, "params": params}
+        pipe = Pipeline([op], device=device)
+
+        def ours() -> None:
+            pipe(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        row = [_median_ms_per_image(ours, args.repeats, args.n),
+               _median_ms_per_image(lambda: [apply_reference(im, [op]) for im in pils], args.repeats, args.n)]
+        vips = VIPS.get(name)
+        row.append(_median_ms_per_image(lambda: [vips(im, params).write_to_memory() for im in vips_images],
+                                        args.repeats, args.n) if vips else None)
+        cells = " ".join(f"{v:8.2f}" if v is not None else f"{'—':>8}" for v in row)
+        print(f"{name:<12} {str(params)[:46]:<46} {cells}")
+
+
+if __name__ == "__main__":
+    main()
