@@ -407,7 +407,7 @@ def draining_job_scaler() -> type:
     return DrainingJobScaler
 
 
-async def _wait_for(event: asyncio.Event, timeout: float = None) -> None:
+async def _wait_for(event: asyncio.Event, timeout: Optional[float] = None) -> None:
     """Clear ``event`` and wait until it is set again, at most ``timeout`` seconds (default
     :data:`JOB_TAKE_RECHECK_S`). Callers check their condition before: nothing awaits between."""
     event.clear()

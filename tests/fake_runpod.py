@@ -11,6 +11,8 @@ job-done code exactly as it runs on RunPod. Protocol, as runpod 1.12.0 implement
   ``{"id", "input", ...}`` (single take) or a JSON list of such objects (batch take).
   The request carries ``Authorization: <RUNPOD_AI_API_KEY>``. The poll is held open while the
   queue is empty (``poll_hold_s``), as the real long-poll is.
+* Too many requests -- :meth:`FakeRunPodQueue.throttle` answers the next job-takes 429; the SDK
+  raises ``TooManyRequests`` and waits 5 s before the next.
 * Stop channel -- ``GET`` the job-take URL with ``/job-take/`` replaced by ``/job-stop/``;
   answer 204 or ``{"jobsToStop": [ids]}``: the SDK cancels those jobs' tasks (nothing is posted).
 * Result -- ``POST RUNPOD_WEBHOOK_POST_OUTPUT`` with ``$RUNPOD_POD_ID`` -> worker id, ``$ID`` ->
