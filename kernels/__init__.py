@@ -11,6 +11,7 @@ Conventions shared by every kernel in this package:
 * No JSON, base64, URLs or runpod here: torch only.
 """
 
+from kernels.blur import box_blur, gaussian_blur, unsharp_mask
 from kernels.color import adjust, grayscale
 from kernels.crop import crop
 from kernels.filters import FILTERS, apply_filter
@@ -22,7 +23,9 @@ __all__ = [
     "RESAMPLING_FILTERS",
     "adjust",
     "apply_filter",
+    "box_blur",
     "crop",
+    "gaussian_blur",
     "grayscale",
     "histograms",
     "mean_luma",
