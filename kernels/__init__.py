@@ -14,7 +14,7 @@ Conventions shared by every kernel in this package:
 from kernels.blur import box_blur, gaussian_blur, unsharp_mask
 from kernels.color import adjust, grayscale
 from kernels.crop import crop
-from kernels.filters import FILTERS, apply_filter
+from kernels.filters import FILTERS, apply_filter, convolve
 from kernels.resize import RESAMPLING_FILTERS, resize
 from kernels.stats import histograms, mean_luma
 
@@ -24,6 +24,7 @@ __all__ = [
     "adjust",
     "apply_filter",
     "box_blur",
+    "convolve",
     "crop",
     "gaussian_blur",
     "grayscale",

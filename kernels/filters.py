@@ -22,10 +22,15 @@ then divided by the scale; that rounds as Pillow does whenever the scale is odd 
 have exact ties that only Pillow's float32 summation order decides, so for those two the sum is
 computed elementwise in Pillow's order instead (:func:`_pillow_float_sums`). Both give Pillow's
 result bit for bit (0 levels apart on the test photos).
+
+A user's kernel (:func:`convolve`, ``ImageFilter.Kernel``) is the same data, with any real weights,
+scale and offset, and takes the same path: Pillow's float32 arithmetic in Pillow's order (the
+integer shortcut only for a kernel equal to a named filter's that has no ties).
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import NamedTuple
 
@@ -35,12 +40,13 @@ from kernels._checks import check_images
 
 
 class FixedFilter(NamedTuple):
-    """One of Pillow's built-in kernels: ``weights`` is ``size`` rows of ``size`` integers."""
+    """A kernel as Pillow's ``ImageFilter.Kernel`` holds it: ``weights`` is ``size`` rows of
+    ``size`` numbers (integers for the built-in filters), as written, top row first."""
 
     size: int
-    scale: int
-    offset: int
-    weights: tuple[tuple[int, ...], ...]
+    scale: float
+    offset: float
+    weights: tuple[tuple[float, ...], ...]
 
     @property
     def has_ties(self) -> bool:
@@ -117,6 +123,10 @@ FILTER_TABLE: dict[str, FixedFilter] = {
 #: The filter names :func:`apply_filter` accepts.
 FILTERS: tuple[str, ...] = tuple(FILTER_TABLE)
 
+#: Kernels whose integer sums, divided once, round as Pillow's float32 does (the named filters
+#: without ties); every other kernel, a user's included, is summed in Pillow's float order.
+_INTEGER_EXACT = frozenset(spec for spec in FILTER_TABLE.values() if not spec.has_ties)
+
 
 def _float32(value: float) -> float:
     """``value`` rounded to the nearest float32, as C's ``float`` holds it."""
@@ -150,8 +160,9 @@ def _pillow_float_sums(src: torch.Tensor, spec: FixedFilter) -> torch.Tensor:
             term = tap * _float32(_float32(weight) / _float32(spec.scale))
             row = term if row is None else row.add_(term)
         if row is not None:
-            ss = row.add_(_float32(spec.offset + 0.5)) if ss is None else ss.add_(row)
-    assert ss is not None  # every table entry has a non-zero weight
+            ss = row.add_(_float32(_float32(spec.offset) + 0.5)) if ss is None else ss.add_(row)
+    if ss is None:  # every weight 0: Pillow's ss is the offset (+ 0.5) alone
+        ss = torch.full((x.shape[0], h - 2 * r, w - 2 * r), _float32(_float32(spec.offset) + 0.5), device=x.device)
     return ss
 
 
@@ -209,7 +220,7 @@ def _filter_interior(images: torch.Tensor, spec: FixedFilter, out: torch.Tensor)
     else:
         step = max(1, CHUNK_ELEMENTS // (b * c * w))
         pieces = [(slice(None), top) for top in range(0, rows, step)]
-    sums = _pillow_float_sums if spec.has_ties else _exact_sums
+    sums = _exact_sums if spec in _INTEGER_EXACT else _pillow_float_sums
     for plane, top in pieces:
         bottom = min(rows, top + step)
         value = sums(planes[plane, top : bottom + 2 * r], spec)
@@ -240,7 +251,11 @@ def apply_filter(images: torch.Tensor, name: str) -> torch.Tensor:
     check_images(images)
     if not isinstance(name, str) or name not in FILTER_TABLE:
         raise ValueError(f"unknown filter {name!r}; expected one of {', '.join(FILTERS)}")
-    spec = FILTER_TABLE[name]
+    return _apply(images, FILTER_TABLE[name])
+
+
+def _apply(images: torch.Tensor, spec: FixedFilter) -> torch.Tensor:
+    """Pillow's ``ImagingFilter`` with one kernel: the interior filtered, the border copied."""
     b, _, h, w = images.shape
     out = images.clone(memory_format=torch.contiguous_format)
     if b == 0 or h < spec.size or w < spec.size:
@@ -248,3 +263,50 @@ def apply_filter(images: torch.Tensor, name: str) -> torch.Tensor:
 
     _filter_interior(images, spec, out)
     return out
+
+
+#: Kernel sizes :func:`convolve` accepts (Pillow's ``ImagingFilter`` has 3x3 and 5x5).
+KERNEL_SIZES = (3, 5)
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def convolve(images: torch.Tensor, size: int, kernel, scale: float | None = None,
+             offset: float = 0) -> torch.Tensor:
+    """``Image.filter(ImageFilter.Kernel((size, size), kernel, scale, offset))``.
+
+    Args:
+        images: uint8 ``(B, C, H, W)``, C in 1..4; every channel is filtered, alpha included.
+        size: 3 or 5.
+        kernel: ``size * size`` finite numbers, row by row as Pillow takes them (the first row
+            weighs the row *below* the pixel: Pillow flips the kernel vertically).
+        scale: the divisor; None: the kernel's sum, or 1 where that is 0. Not 0.
+        offset: added after dividing.
+
+    Returns:
+        A new uint8 ``(B, C, H, W)`` tensor on the input's device: each interior value is
+        ``clip8(sum(pixel * (weight / scale)) + offset + 0.5)`` in Pillow's float32 order; the
+        outer ``size // 2`` pixels are the source's, and an image smaller than the kernel is
+        returned unchanged (as a copy).
+
+    Example:
+        >>> x = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)
+        >>> convolve(x, 3, [1, 2, 1, 2, 4, 2, 1, 2, 1]).shape
+        torch.Size([1, 3, 16, 16])
+    """
+    check_images(images)
+    if isinstance(size, bool) or size not in KERNEL_SIZES:
+        raise ValueError(f"size must be 3 or 5, got {size!r}")
+    weights = [_finite("kernel values", value) for value in kernel]
+    if len(weights) != size * size:
+        raise ValueError(f"a {size}x{size} kernel needs {size * size} values, got {len(weights)}")
+    if scale is None:
+        scale = sum(weights) or 1
+    if _finite("scale", scale) == 0:
+        raise ValueError("scale must not be 0")
+    rows = tuple(tuple(weights[i : i + size]) for i in range(0, size * size, size))
+    return _apply(images, FixedFilter(size, scale, _finite("offset", offset), rows))
