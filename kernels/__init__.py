@@ -31,4 +31,5 @@ __all__ = [
     "histograms",
     "mean_luma",
     "resize",
+    "unsharp_mask",
 ]
