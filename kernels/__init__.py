@@ -16,11 +16,13 @@ from kernels.color import adjust, grayscale
 from kernels.crop import crop
 from kernels.filters import FILTERS, apply_filter, convolve
 from kernels.resize import RESAMPLING_FILTERS, resize
+from kernels.rotate import ROTATE_FILTERS, mode_color, rotate, rotated_size
 from kernels.stats import histograms, mean_luma
 
 __all__ = [
     "FILTERS",
     "RESAMPLING_FILTERS",
+    "ROTATE_FILTERS",
     "adjust",
     "apply_filter",
     "box_blur",
@@ -30,6 +32,9 @@ __all__ = [
     "grayscale",
     "histograms",
     "mean_luma",
+    "mode_color",
     "resize",
+    "rotate",
+    "rotated_size",
     "unsharp_mask",
 ]

@@ -222,7 +222,7 @@ def mutated_jobs(draw) -> dict:
         elif action == "nest":
             parent[key] = {"a": [{"b": [current]}]}
         else:  # op-name: another op's name, a wrong case, a near miss
-            parent[key] = draw(st.sampled_from(["resize", "crop", "filter", "adjust", "Resize", "rotate", "blur", "",
+            parent[key] = draw(st.sampled_from(["resize", "crop", "filter", "adjust", "Resize", "twirl", "blur", "",
                                                 "grayscale", "resize ", "cropp"]))
     return job
 
