@@ -609,7 +609,7 @@ BROKEN: dict[str, tuple[object, tuple[str, ...]]] = {
     "op-type-missing": (with_op({"params": {"width": 3}}), ("operations[0]", "type")),
     "op-type-number": (with_op({"type": 1}), ("operations[0]", "type")),
     "op-type-list": (with_op({"type": ["resize"]}), ("operations[0]", "type")),
-    "op-unknown": (with_op({"type": "rotate", "params": {"angle": 90}}), ("operations[0]", "rotate", "resize")),
+    "op-unknown": (with_op({"type": "twirl", "params": {"angle": 90}}), ("operations[0]", "twirl", "resize")),
     "op-type-huge-string": (with_op({"type": "resize" * 20_000}), ("operations[0]", "type")),
     "op-type-huge-object": (with_op({"type": {"k": "v" * 100_000}}), ("operations[0]", "type")),
     "op-extra-field": (with_op({"type": "resize", "params": {"width": 3}, "order": 1}), ("operations[0]", "order")),

@@ -97,7 +97,7 @@ def make_jobs(server) -> list[tuple[dict, bool]]:
                      {"image": {"base64": b64(corpus.text())}}], "output": {"format": "PNG"}}, True),
         (good(corpus.jpeg_exif(6, size), [{"type": "resize", "params": {"width": 96, "height": 96,
                                                                          "filter": "bilinear"}}]), True),
-        (good(photo_png, [{"type": "rotate"}]), False),
+        (good(photo_png, [{"type": "twirl"}]), False),
         (good(corpus.gif_animated((120, 90)), [{"type": "filter", "params": {"name": "emboss"}}], "PNG",
               analysis=True), True),
         (good(photo_png, [{"type": "resize", "params": {"width": 60000, "height": 60000, "maintain_aspect": False}}]),

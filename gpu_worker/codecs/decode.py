@@ -54,6 +54,7 @@ before nvjpeg, which can return a partial image without complaint).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -281,9 +282,20 @@ def _decode_pillow(data: bytes) -> tuple[torch.Tensor, int]:
         arr = _pillow_to_array(im)
     finally:
         im.close()
-    if not arr.flags.writeable:  # np.asarray(PIL image) is read-only; torch wants writable
-        arr = arr.copy()
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), residual
+    return _as_channels_last(arr), residual
+
+
+def _as_channels_last(arr: np.ndarray) -> torch.Tensor:
+    """An ``(H, W, C)`` uint8 array as a ``(C, H, W)`` tensor over the same memory (channels-last
+    strides, which every kernel takes): no copy of the pixels.
+
+    ``np.asarray`` of a Pillow image is a read-only view of one copy of its pixels. The decoded
+    source is never written to (kernels leave their input as it is: tests/test_kernel_contract),
+    so the read-only flag is not a reason for another copy.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 def _decode_cpu(data: bytes, info: SourceInfo) -> tuple[torch.Tensor, int]:
