@@ -15,12 +15,15 @@ from kernels.blur import box_blur, gaussian_blur, unsharp_mask
 from kernels.color import adjust, grayscale
 from kernels.crop import crop
 from kernels.filters import FILTERS, apply_filter, convolve
+from kernels.rank import RANK_KINDS, RANK_SIZES, mode_filter, rank_filter
 from kernels.resize import RESAMPLING_FILTERS, resize
 from kernels.rotate import ROTATE_FILTERS, mode_color, rotate, rotated_size
 from kernels.stats import histograms, mean_luma
 
 __all__ = [
     "FILTERS",
+    "RANK_KINDS",
+    "RANK_SIZES",
     "RESAMPLING_FILTERS",
     "ROTATE_FILTERS",
     "adjust",
@@ -32,6 +35,8 @@ __all__ = [
     "grayscale",
     "histograms",
     "mean_luma",
+    "mode_filter",
+    "rank_filter",
     "mode_color",
     "resize",
     "rotate",
