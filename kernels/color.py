@@ -1,4 +1,5 @@
-"""Pillow's ``convert("L")`` and ``ImageEnhance`` (Brightness, Contrast, Color) on uint8 batches.
+"""Pillow's ``convert("L")`` and ``ImageEnhance`` (Brightness, Contrast, Color, Sharpness) on uint8
+batches.
 
 Pillow's arithmetic, which these kernels reproduce exactly (0 levels apart on real photos):
 
@@ -13,8 +14,9 @@ Pillow's arithmetic, which these kernels reproduce exactly (0 levels apart on re
   clipped to 0..255; the cast truncates. Brightness blends with black (Kornia's
   ``adjust_brightness`` adds instead of scaling, so it is not used), Contrast with a flat image of
   ``int(mean + 0.5)`` where ``mean`` is the ``ImageStat`` mean of ``convert("L")``, Color with the
-  image's own grayscale (``convert("L").convert(mode)``). The degenerate image carries the image's
-  alpha, so the blend leaves alpha unchanged; for L and LA images Color is the identity.
+  image's own grayscale (``convert("L").convert(mode)``), Sharpness with ``filter(SMOOTH)`` (its
+  border pixels are the image's: :func:`kernels.filters.apply_filter`). The degenerate image carries
+  the image's alpha, so the blend leaves alpha unchanged; for L and LA images Color is the identity.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import struct
 import torch
 
 from kernels._checks import check_images, color_channels, has_alpha
+from kernels.filters import apply_filter
 
 # Convert.c's L24 weights, 16-bit fixed point: they sum to 65536.
 _LUMA_WEIGHTS = (19595, 38470, 7471)
@@ -202,13 +205,29 @@ def _adjust_in_pieces(x: torch.Tensor, out: torch.Tensor, brightness: float | No
         out[:, :c, part] = _contrast_and_color(f, means, contrast, saturation)
 
 
+def _sharpen(planes: torch.Tensor, factor: float) -> None:
+    """Sharpness in place on uint8 colour planes ``(B, C, H, W)`` (a view): blend with
+    ``filter(SMOOTH)`` (a uint8 copy; float32 only for a few rows at a time)."""
+    degenerate = apply_filter(planes, "smooth")
+    pieces = _row_blocks(planes, _piece_pixels(planes.device))
+    rows = pieces[0].stop - pieces[0].start
+    buffer = torch.empty(2 * planes[:, :, :rows].numel(), dtype=torch.float32, device=planes.device)
+    for part in pieces:
+        piece = planes[:, :, part]
+        image = buffer[: piece.numel()].view(piece.shape).copy_(piece)
+        smooth = buffer[piece.numel() : 2 * piece.numel()].view(piece.shape).copy_(degenerate[:, :, part])
+        planes[:, :, part] = _blend(smooth, image, factor, truncate=False)
+
+
 def adjust(
     images: torch.Tensor,
     brightness: float | None = None,
     contrast: float | None = None,
     saturation: float | None = None,
+    sharpness: float | None = None,
 ) -> torch.Tensor:
-    """Pillow's ``ImageEnhance`` Brightness, then Contrast, then Color, each ``.enhance(factor)``.
+    """Pillow's ``ImageEnhance`` Brightness, then Contrast, then Color, then Sharpness, each
+    ``.enhance(factor)``.
 
     Each factor is optional (None skips that step; 1.0 is the identity); 0 gives black, a flat gray
     of the mean luma, and the grayscale image respectively; above 1 extrapolates. Like Pillow, any
@@ -221,6 +240,8 @@ def adjust(
         contrast: factor for ``ImageEnhance.Contrast`` (blend with the mean luma), or None.
         saturation: factor for ``ImageEnhance.Color`` (blend with the grayscale), or None. No effect
             on L and LA images, as in Pillow.
+        sharpness: factor for ``ImageEnhance.Sharpness`` (blend with ``filter(SMOOTH)``), or None;
+            0 gives the smoothed image, 2 a sharpened one.
 
     Returns:
         A new uint8 ``(B, C, H, W)`` tensor on the input's device; alpha is the input's.
@@ -235,15 +256,23 @@ def adjust(
         "brightness": _check_factor("brightness", brightness),
         "contrast": _check_factor("contrast", contrast),
         "saturation": _check_factor("saturation", saturation),
+        "sharpness": _check_factor("sharpness", sharpness),
     }
     b, c = factors["brightness"], factors["contrast"]
     s = factors["saturation"] if images.shape[1] >= 3 else None  # Color is the identity on L/LA
-    if b is None and c is None and s is None:
+    sharp = factors["sharpness"]
+    if b is None and c is None and s is None and sharp is None:
         return images.clone()
 
     x = color_channels(images)
     out = torch.empty(images.shape, dtype=torch.uint8, device=images.device)
-    _adjust_in_pieces(x, out, b, c, s)
+    if b is None and c is None and s is None:
+        out[:, : x.shape[1]] = x
+    else:
+        _adjust_in_pieces(x, out, b, c, s)
+    if sharp is not None and images.shape[0]:
+        # Sharpness needs each pixel's neighbours after the other steps: a pass of its own.
+        _sharpen(out[:, : x.shape[1]], sharp)
     if has_alpha(images):
         out[:, -1:] = images[:, -1:]
     return out

@@ -1,4 +1,4 @@
-"""``adjust``: Pillow's ``ImageEnhance`` brightness, contrast and saturation, in that order."""
+"""``adjust``: Pillow's ``ImageEnhance`` brightness, contrast, saturation and sharpness, in that order."""
 
 from __future__ import annotations
 
@@ -15,26 +15,29 @@ from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
 MAX_FACTOR = 100.0
 #: Parameter -> Pillow's enhancer, in the order they apply.
 ENHANCERS = (("brightness", ImageEnhance.Brightness), ("contrast", ImageEnhance.Contrast),
-             ("saturation", ImageEnhance.Color))
+             ("saturation", ImageEnhance.Color), ("sharpness", ImageEnhance.Sharpness))
 
 
 class AdjustParams(OpParams):
-    """Pillow's ``ImageEnhance`` factors, applied brightness, then contrast, then saturation.
-    1.0 leaves the image as it is; 0.0 gives black, flat grey, or grayscale respectively."""
+    """Pillow's ``ImageEnhance`` factors, applied brightness, then contrast, then saturation, then
+    sharpness. 1.0 leaves the image as it is; 0.0 gives black, flat grey, grayscale, or the
+    smoothed image respectively."""
 
-    brightness: Optional[float] = Field(default=None, ge=0.0, le=MAX_FACTOR, description="at least one of the three")
+    brightness: Optional[float] = Field(default=None, ge=0.0, le=MAX_FACTOR, description="at least one of the four")
     contrast: Optional[float] = Field(default=None, ge=0.0, le=MAX_FACTOR)
     saturation: Optional[float] = Field(default=None, ge=0.0, le=MAX_FACTOR)
+    sharpness: Optional[float] = Field(default=None, ge=0.0, le=MAX_FACTOR)
 
     @model_validator(mode="after")
     def _needs_a_factor(self):
-        if self.brightness is None and self.contrast is None and self.saturation is None:
-            raise ValueError("adjust needs 'brightness', 'contrast' or 'saturation'")
+        if all(getattr(self, name) is None for name, _ in ENHANCERS):
+            raise ValueError("adjust needs 'brightness', 'contrast', 'saturation' or 'sharpness'")
         return self
 
 
 def bind(p: AdjustParams, shape: ImageShape) -> Optional[Step]:
-    kernel = functools.partial(kernels.adjust, brightness=p.brightness, contrast=p.contrast, saturation=p.saturation)
+    kernel = functools.partial(kernels.adjust, brightness=p.brightness, contrast=p.contrast, saturation=p.saturation,
+                               sharpness=p.sharpness)
     return Step("adjust", shape, shape, kernel)
 
 
@@ -47,12 +50,13 @@ def reference(image: Image.Image, p: AdjustParams) -> Image.Image:
 
 OPERATION = Operation(
     name="adjust",
-    summary=("`ImageEnhance.Brightness`, then `Contrast`, then `Color`, for the factors given; 1 leaves the "
-             "image as it is, 0 gives black, flat grey, grayscale."),
+    summary=("`ImageEnhance.Brightness`, then `Contrast`, then `Color`, then `Sharpness`, for the factors "
+             "given; 1 leaves the image as it is, 0 gives black, flat grey, grayscale, the smoothed image."),
     params_model=AdjustParams,
     bind=bind,
     reference=reference,
     tolerance=1,
     examples=({"brightness": 1.2, "contrast": 0.5, "saturation": 2.0}, {"contrast": 3.7}, {"brightness": 0.4},
-              {"saturation": 0.0}),
+              {"saturation": 0.0}, {"sharpness": 2.0}, {"sharpness": 0.3},
+              {"brightness": 0.9, "contrast": 1.3, "saturation": 1.4, "sharpness": 3.5}, {"sharpness": 0.0}),
 )
