@@ -377,8 +377,11 @@ def test_the_wheel_carries_the_default_settings(tmp_path):
     """An installed wheel reads its defaults from gpu_worker/worker.yaml inside the package."""
     import zipfile
 
+    source = tmp_path / "source"  # a copy: a build/ left in the checkout would leave its files in
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "tests", "benchmarks",
+                                                                 "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     wheel = next(tmp_path.glob("gpu_image_worker-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("gpu_worker/worker.yaml").decode()
