@@ -19,7 +19,7 @@ class GaussianBlurParams(OpParams):
     """A Gaussian blur of standard deviation ``radius``, as Pillow approximates it: three passes of
     an extended box blur each way. Edge pixels repeat."""
 
-    radius: float = Field(gt=0.0, le=MAX_RADIUS, description="the standard deviation, in pixels")
+    radius: float = Field(gt=0.0, le=MAX_RADIUS, description="above 0, at most 100: the standard deviation, in pixels")
 
 
 def bind(p: GaussianBlurParams, shape: ImageShape) -> Optional[Step]:
