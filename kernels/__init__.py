@@ -19,6 +19,7 @@ from kernels.rank import RANK_KINDS, RANK_SIZES, mode_filter, rank_filter
 from kernels.resize import RESAMPLING_FILTERS, resize
 from kernels.rotate import ROTATE_FILTERS, mode_color, rotate, rotated_size
 from kernels.stats import histograms, mean_luma
+from kernels.tone import autocontrast, colorize, equalize, gamma, invert, pixelate, posterize, solarize
 
 __all__ = [
     "FILTERS",
@@ -28,18 +29,26 @@ __all__ = [
     "ROTATE_FILTERS",
     "adjust",
     "apply_filter",
+    "autocontrast",
     "box_blur",
+    "colorize",
     "convolve",
     "crop",
+    "equalize",
+    "gamma",
     "gaussian_blur",
     "grayscale",
     "histograms",
+    "invert",
     "mean_luma",
     "mode_filter",
+    "pixelate",
+    "posterize",
     "rank_filter",
     "mode_color",
     "resize",
     "rotate",
     "rotated_size",
+    "solarize",
     "unsharp_mask",
 ]

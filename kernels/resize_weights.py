@@ -18,6 +18,11 @@ PRECISION_BITS = 32 - 8 - 2
 HALF = 1 << (PRECISION_BITS - 1)
 
 
+def _box(x: float) -> float:
+    # Pillow's box_filter: 1 on (-0.5, 0.5], support 0.5.
+    return 1.0 if -0.5 < x <= 0.5 else 0.0
+
+
 def _bilinear(x: float) -> float:
     x = abs(x)
     return 1.0 - x if x < 1.0 else 0.0
@@ -50,6 +55,7 @@ def _lanczos(x: float) -> float:
 
 #: filter name -> (function, support in input pixels at scale 1).
 _FILTERS = {
+    "box": (_box, 0.5),
     "bilinear": (_bilinear, 1.0),
     "bicubic": (_bicubic, 2.0),
     "lanczos": (_lanczos, 3.0),
