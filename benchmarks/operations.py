@@ -34,6 +34,11 @@ PARAMS: dict[str, dict[str, Any]] = {
     "box_blur": {"radius": 5},
     "gaussian_blur": {"radius": 2},
     "rank_filter": {"kind": "median", "size": 5},
+    "box_blur": {"radius": 5},
+    "gaussian_blur": {"radius": 2},
+    "rank_filter": {"kind": "median", "size": 5},
+    "autocontrast": {"cutoff": 2},
+    "pixelate": {"size": 16},
 }
 
 SHARPEN = ((-2, -2, -2), (-2, 32, -2), (-2, -2, -2))
@@ -53,7 +58,38 @@ VIPS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
                                       precision="integer"),
     "rank_filter": lambda im, p: im.rank(p["size"], p["size"],
                                          {"min": 0, "median": p["size"] ** 2 // 2, "max": p["size"] ** 2 - 1}[p["kind"]]),
+    "box_blur": lambda im, p: im.convsep(_vips_matrix([[1] * (2 * int(p["radius"]) + 1)], 2 * int(p["radius"]) + 1),
+                                         precision="integer"),
+    "gaussian_blur": lambda im, p: im.gaussblur(p["radius"]),
+    "unsharp_mask": lambda im, p: im.sharpen(sigma=p.get("radius", 2)),
+    "convolve": lambda im, p: im.conv(_vips_matrix([p["kernel"][i : i + 3] for i in (0, 3, 6)], sum(p["kernel"])),
+                                      precision="integer"),
+    "rank_filter": lambda im, p: im.rank(p["size"], p["size"],
+                                         {"min": 0, "median": p["size"] ** 2 // 2, "max": p["size"] ** 2 - 1}[p["kind"]]),
+    "invert": lambda im, p: im.invert(),
+    "posterize": lambda im, p: im.maplut(_vips_lut([i & (0xFF << (8 - p["bits"])) & 0xFF for i in range(256)])),
+    "solarize": lambda im, p: im.maplut(_vips_lut([i if i < p.get("threshold", 128) else 255 - i for i in range(256)])),
+    "gamma": lambda im, p: im.maplut(_vips_lut([int(255 * (v / 255) ** (1 / p["value"]) + 0.5) for v in range(256)])),
+    "equalize": lambda im, p: im.hist_equal(),
+    "colorize": lambda im, p: im.colourspace("b-w").maplut(_vips_colorize_lut(p)),
+    "pixelate": lambda im, p: im.shrink(p["size"], p["size"]).zoom(p["size"], p["size"]),
 }
+
+
+def _vips_lut(table, bands: int = 1):
+    """A 256-entry uchar table (``bands`` interleaved bands) as a libvips image for ``maplut``."""
+    import pyvips
+
+    return pyvips.Image.new_from_memory(bytes(table), 256, 1, bands, "uchar")
+
+
+def _vips_colorize_lut(p: dict[str, Any]):
+    from gpu_worker.operations.colors import to_rgba
+    from kernels.tone import colorize_table
+
+    mid = to_rgba(p["mid"])[:3] if p.get("mid") else None
+    tables = colorize_table(to_rgba(p["black"])[:3], to_rgba(p["white"])[:3], mid)
+    return _vips_lut([v for rgb in zip(*tables) for v in rgb], bands=3)
 
 
 def _vips_matrix(rows, scale):
