@@ -33,8 +33,8 @@ class Settings:
     #: Log level for the SDK and the worker (unset, the SDK logs whole outputs at DEBUG).
     runpod_log_level: str = "INFO"
     #: Seconds jobs in progress get to finish after SIGTERM; past it they are reported failed and
-    #: the worker exits (0: no limit).
-    shutdown_grace_s: float = 30.0
+    #: the worker exits (0: no limit, the SDK's behaviour; gpu_worker.sdk_patches, fix 2).
+    shutdown_grace_s: float = 0.0
     #: In RunPod's job loop the worker runs under a supervisor (gpu_worker.supervisor) that
     #: reports the jobs of a crashed worker failed and starts a fresh one, this many times within
     #: 10 minutes; at the next crash it exits, for the platform to replace the worker. 0: no supervisor.

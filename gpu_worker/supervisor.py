@@ -154,5 +154,5 @@ def main(argv: Sequence[str], restarts: int, log: Log) -> int:
     job-done call when RunPod's job loop runs (``RUNPOD_WEBHOOK_POST_OUTPUT`` set)."""
     report = None
     if os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"):
-        from gpu_worker.sdk_patches import _report_failed as report
+        from gpu_worker.sdk_patches import report_failed as report
     return supervise(argv, restarts=restarts, log=log, report=report)

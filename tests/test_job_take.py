@@ -27,6 +27,7 @@ from fake_runpod import FakeRunPodQueue
 from worker_process import STANDIN_DIR, start_polling_worker
 
 from gpu_worker import sdk_patches
+from gpu_worker.sdk_patches import job_scaler
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -158,30 +159,31 @@ def test_an_empty_queue_answered_at_once_is_asked_at_most_twice_a_second(scaler_
 
     scaler = make_scaler(scaler_class, fetcher, jobs_handler, 4)
     asyncio.run(script())
-    assert 2 <= len(asks) <= 2.0 / sdk_patches.EMPTY_TAKE_INTERVAL_S + 2, len(asks)
+    assert 2 <= len(asks) <= 2.0 / job_scaler.EMPTY_TAKE_INTERVAL_S + 2, len(asks)
 
 
-def test_on_another_sdk_version_the_prompt_job_take_is_not_installed(monkeypatch, capsys):
+def test_on_another_sdk_version_no_fix_is_installed(monkeypatch, capsys):
     import runpod.version
     from runpod.serverless.modules import rp_logger, rp_scale
 
     monkeypatch.setattr(rp_scale, "JobScaler", rp_scale.JobScaler)  # restored after
+    monkeypatch.setattr(rp_logger.RunPodLogger, "log", rp_logger.RunPodLogger.log)
+    sdk_scaler, sdk_log = rp_scale.JobScaler, rp_logger.RunPodLogger.log
+    monkeypatch.setattr(rp_logger.RunPodLogger(), "level", "INFO")
+    monkeypatch.setattr(runpod.version, "__version__", "1.13.0")
+    assert sdk_patches.install(5.0) is False
+    assert rp_scale.JobScaler is sdk_scaler and rp_logger.RunPodLogger.log is sdk_log
+    lines = [line for line in capsys.readouterr().out.splitlines() if "sdk_patches" in line]
+    assert lines == ["WARN   | gpu_worker.sdk_patches was written for runpod 1.12.0, this is 1.13.0: none of its "
+                     "fixes is installed (the SDK runs as it is); check whether each is still needed and still "
+                     "fits (gpu_worker/sdk_patches/__init__.py)"]
     cls = sdk_patches.draining_job_scaler()
     monkeypatch.setattr(cls, "prompt_job_take", cls.prompt_job_take)
     monkeypatch.setattr(cls, "shutdown_grace_s", cls.shutdown_grace_s)
-    monkeypatch.setattr(rp_logger.RunPodLogger(), "level", "INFO")
-    monkeypatch.setattr(runpod.version, "__version__", "1.13.0")
-    monkeypatch.setattr(sdk_patches._check_sdk_version, "warned", False, raising=False)
-    sdk_patches.install_drain_fix(5.0)
-    sdk_patches.install_drain_fix(5.0)
-    assert rp_scale.JobScaler is cls and cls.prompt_job_take is False and cls.shutdown_grace_s == 5.0
-    lines = [line for line in capsys.readouterr().out.splitlines() if "sdk_patches" in line]
-    assert lines == ["WARN   | gpu_worker.sdk_patches was written for runpod 1.12.0, this is 1.13.0: its prompt "
-                     "job-take is not installed (the SDK's own job-take loop runs); check that the other "
-                     "patches are still needed and still fit"]
     monkeypatch.setattr(runpod.version, "__version__", sdk_patches.SDK_VERSION)
-    sdk_patches.install_drain_fix(5.0)
-    assert cls.prompt_job_take is True
+    assert sdk_patches.install(5.0) is True
+    assert rp_scale.JobScaler is cls and cls.prompt_job_take is True and cls.shutdown_grace_s == 5.0
+    assert getattr(rp_logger.RunPodLogger.log, "_redacts_base64", False)
 
 
 # ---------------------------------------------------------------------------- the stand-in's real loop
@@ -248,7 +250,7 @@ def test_too_many_requests_still_debounces(workers, tmp_path):
         after = [p for p in queue.polls if p.at > throttled.at]
     gap = after[0].at - throttled.answered_at
     print(f"next job-take {gap:.2f} s after the 429")
-    assert gap >= sdk_patches.TOO_MANY_REQUESTS_WAIT_S - 0.1
+    assert gap >= job_scaler.TOO_MANY_REQUESTS_WAIT_S - 0.1
     assert all(r.done and not r.failed for r in records.values())
 
 
@@ -267,7 +269,7 @@ def test_no_spinning_on_an_empty_queue_or_while_full(workers, tmp_path):
         first_end = min(r.output["finished"] for r in records.values())
         while_full = [p for p in queue.polls if taken_at < p.at < first_end]
     print(f"empty queue: {empty_rate:.1f} job-takes/s; while full: {len(while_full)}")
-    assert empty_rate <= 1 / sdk_patches.EMPTY_TAKE_INTERVAL_S + 0.5
+    assert empty_rate <= 1 / job_scaler.EMPTY_TAKE_INTERVAL_S + 0.5
     assert while_full == []
 
 

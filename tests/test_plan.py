@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from gpu_worker.errors import InvalidInput, LimitExceeded
-from gpu_worker.operations import REGISTRY
+from gpu_worker.operations import REGISTRY, OpParams
 from gpu_worker.operations.resize import ResizeParams, resize_size, thumbnail_size
 from gpu_worker.plan import compile_plan
 
@@ -78,7 +78,7 @@ def test_crop_defaults_to_the_image_edges_and_refuses_empty_boxes():
     ([{"type": "adjust", "params": {"contrast": float("inf")}}], r"contrast: Input should be a finite number"),
     ([{"type": "adjust", "params": {"saturation": -1}}], r"saturation: Input should be greater than or equal to 0"),
     ([{"type": "adjust", "params": {"brightness": 1e9}}], r"brightness: Input should be less than or equal to 100"),
-    ([{"type": "adjust", "params": {}}], r"adjust needs 'brightness', 'contrast' or 'saturation'"),
+    ([{"type": "adjust", "params": {}}], r"adjust needs 'brightness', 'contrast', 'saturation' or 'sharpness'"),
     ([{"type": "crop", "params": {"left": 1.5}}], r"left: Input should be a valid integer"),
     ([{"type": "crop", "params": {"left": 10**12}}], r"left: Input should be less than or equal to 1000000"),
     ([{"type": "resize", "params": [800]}], r"operations\[0\]\.params must be an object, got list"),
@@ -108,4 +108,4 @@ def test_plan_key_is_canonical():
 
 def test_every_registered_op_has_a_model_and_binder():
     for name, op in REGISTRY.items():
-        assert op.name == name and op.parameter_names and callable(op.bind)
+        assert op.name == name and issubclass(op.params_model, OpParams) and callable(op.bind)

@@ -4,8 +4,8 @@ Input keys: ``sleep`` (seconds awaited), ``progress`` (number of progress update
 ``runpod.serverless.progress_update`` before sleeping), ``fail``: ``true``/``"raise"`` raises,
 ``"return"`` returns ``{"error": ...}``, ``"return_with_output"`` returns an error plus other keys.
 Concurrency: ``MAX_CONCURRENCY`` (default 1), read by the ``concurrency_modifier``.
-``STANDIN_DRAIN_FIX=1`` installs the real worker's fix for jobs taken on a held job-take poll at
-SIGTERM (:func:`gpu_worker.sdk_patches.install_drain_fix`).
+``STANDIN_DRAIN_FIX=1`` installs the real worker's job scaler (:func:`gpu_worker.sdk_patches.install_drain_fix`):
+jobs taken on a held job-take poll at SIGTERM are run, and jobs are taken as soon as a slot frees.
 """
 
 import asyncio
@@ -39,7 +39,7 @@ def concurrency_modifier(current_concurrency):
 
 if __name__ == "__main__":
     if os.environ.get("STANDIN_DRAIN_FIX") == "1":
-        from gpu_worker.sdk_patches import install_drain_fix  # imports torch: only when asked
+        from gpu_worker.sdk_patches import install_drain_fix
 
         install_drain_fix()
     runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency_modifier})
