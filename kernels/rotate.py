@@ -86,7 +86,7 @@ def rotated_size(width: int, height: int, angle: float, expand: bool = True) -> 
     ``height`` image (degrees, counter-clockwise; any finite angle).
 
     >>> rotated_size(1920, 1080, 90), rotated_size(1920, 1080, 30), rotated_size(1920, 1080, 30, False)
-    ((1080, 1920), (2203, 1896), (1920, 1080))
+    ((1080, 1920), (2204, 1896), (1920, 1080))
     """
     return _plan(width, height, float(angle), bool(expand))[1]
 
@@ -230,7 +230,7 @@ def rotate(images: torch.Tensor, angle: float, expand: bool = True, filter: str 
     Example:
         >>> x = torch.randint(0, 256, (2, 3, 1080, 1920), dtype=torch.uint8)
         >>> rotate(x, 30).shape, rotate(x, 90).shape, rotate(x, 30, expand=False).shape
-        (torch.Size([2, 3, 1896, 2203]), torch.Size([2, 3, 1920, 1080]), torch.Size([2, 3, 1080, 1920]))
+        (torch.Size([2, 3, 1896, 2204]), torch.Size([2, 3, 1920, 1080]), torch.Size([2, 3, 1080, 1920]))
     """
     check_images(images)
     if filter not in ROTATE_FILTERS:
