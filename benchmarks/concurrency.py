@@ -101,14 +101,17 @@ def _best(bursts: list[dict]) -> dict:
 def _one_burst(queue: FakeRunPodQueue, concurrency: int, jobs: list[dict]) -> dict:
     queue.wait_for_idle_worker(timeout=60)
     polls_before = len(queue.polls)
+    cpu_before = time.process_time()  # this process: the fake queue's HTTP server, on the same cores
     ids = queue.add_jobs(jobs)
     records = queue.wait_for_results(ids, timeout=900)
+    queue_cpu_s = time.process_time() - cpu_before
     polls = len(queue.polls) - polls_before
     outputs = [r.output for r in records.values()]
     _check(outputs, [r.error for r in records.values()])
     start = min(r.handed_out_at for r in records.values())
     end = max(r.result_at for r in records.values())
-    return {**_measures(concurrency, outputs, end - start), "job_takes": polls, "most_held": _most_held(records)}
+    return {**_measures(concurrency, outputs, end - start), "job_takes": polls, "most_held": _most_held(records),
+            "queue_cpu_s": round(queue_cpu_s, 3)}
 
 
 def _most_held(records: dict) -> int:
@@ -262,6 +265,11 @@ def print_report(report: dict) -> None:
               f"{row['loop']['max_stacked']:>12}")
     print("(jobs/s: the fastest burst of each; ratio: of those; median pair: the median of the ratios "
           "of bursts run one after the other)")
+    for row in report["sweep"]:
+        loop = row["loop"]
+        print(f"  MAX_CONCURRENCY={row['concurrency']}: the fake queue (this process, on the same cores; on "
+              f"RunPod the queue is elsewhere) used {loop['queue_cpu_s']:.2f} CPU-s of the fastest loop burst's "
+              f"{loop['makespan_s']:.2f} s")
     post = report.get("post_check")
     if post:
         print(f"\n{post['jobs']} jobs with {post['fast']['result_bytes'] / 1e6:.1f} MB results at MAX_CONCURRENCY="
