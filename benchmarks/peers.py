@@ -24,7 +24,10 @@ ours-cuda-hybrid  the same on CUDA with CUDA_JPEG_CODEC=hybrid (nvjpeg decodes, 
 
 Each measurement runs in a fresh Python process (``python -m benchmarks.peers TASK ...``), so
 its peak resident memory (``ru_maxrss``) is its own, and no library's threads or caches are
-warmed by another peer. The Pillow and pyvips processes never import torch. The process writes
+warmed by another peer. The pyvips process never imports torch; the Pillow processes do, since
+the Pillow calls they make are the operation registry's references (``gpu_worker.operations``,
+whose modules import the kernels): their peak memory includes torch's libraries (about 0.5 GB),
+which the Pillow worker itself would not load. The process writes
 one JSON object to ``--out``.
 
 Tasks: ``job`` (one peer on ``n`` images: warm-ups, then timed repeats), ``ops`` (operations
