@@ -178,7 +178,7 @@ def _adjust_in_pieces(x: torch.Tensor, out: torch.Tensor, brightness: float | No
     """:func:`adjust` of the uint8 colour planes ``x`` ``(B, C, H, W)`` into ``out[:, :C]``, a few
     rows of the batch at a time through one reused float32 buffer, so no step holds a float copy of
     the whole image. On the CPU with saturation the pieces are small: Color's blends, against a
-    per-pixel luma, then run in cache (800x450 photo, one thread: 3.1 -> 1.5 ms). Contrast's mean
+    per-pixel luma, then run in cache (BENCHMARKS.md, "Why the kernels' constants"). Contrast's mean
     needs a pass of its own first (brightness is applied again in the second pass)."""
     b, c, h, w = x.shape
     small = saturation is not None and x.device.type == "cpu"

@@ -192,9 +192,9 @@ def _exact_sums(src: torch.Tensor, spec: FixedFilter) -> torch.Tensor:
 
 
 #: Elements per chunk on the CPU: a chunk's int16 planes stay in cache (2 MB), and chunks are
-#: few. With one torch thread per image (the worker) each call's Python overhead counts: SHARPEN
-#: at 800x450 took 2.9 ms in chunks of 2**16 elements, 2.3 ms in chunks of 2**20, and two threads
-#: contending for the interpreter made the small chunks slower still.
+#: few. With one torch thread per image (the worker) each call's Python overhead counts, so larger
+#: chunks are faster, and two threads contending for the interpreter make small chunks slower
+#: still (BENCHMARKS.md, "Why the kernels' constants").
 CPU_CHUNK_ELEMENTS = 1 << 20
 #: Elements per chunk elsewhere (CUDA), over the whole batch: few, large kernel launches, while
 #: the float32 temporaries stay a bounded size (a few hundred MB) however large the batch.

@@ -19,8 +19,7 @@ Two ways to get the windows:
   outputs into phases of a few neighbours; the windows of one phase, period after period, are then
   one strided view of the image widened to float64, along either dimension: no copy and no
   transpose. 1920 -> 800 is 12/5 (one phase of 10 outputs per 24 inputs), 4032 -> 800 is 126/25
-  (five phases of 5 outputs per 126 inputs). 1080p -> 800x450 Lanczos on one thread: 14.7 ms
-  (Pillow: 18.5 ms).
+  (five phases of 5 outputs per 126 inputs).
 * **gathered** (:class:`GatheredBand`), when a period would need too many phases (an output size
   with a large prime factor): the windows' rows are gathered with ``index_select`` (whole rows:
   contiguous copies) and widened; the horizontal pass transposes the image first and back after.
@@ -47,19 +46,18 @@ from .resize_weights import PRECISION_BITS, pillow_coeffs
 _BLOCK_SPAN = 24
 
 #: Most outputs per block. An upscale's outputs have only a few taps each, and a block of 58
-#: outputs (800 -> 1920 at ``_BLOCK_SPAN``) multiplied mostly zeros: 17.5 ms for 800x450 -> 1080p
-#: bilinear on one thread, 14 ms with blocks of 16 (downscales are unaffected).
+#: outputs (800 -> 1920 at ``_BLOCK_SPAN``) multiplies mostly zeros; blocks of 16 are faster there
+#: and leave downscales as they are (BENCHMARKS.md, "Why the kernels' constants").
 _MAX_PER_BLOCK = 16
 
 #: Most phases the phased layout cuts a period into (each is one matmul per chunk); beyond, the
-#: gathered layout is used. Measured on one thread against the gathered layout: 44 phases (1080 ->
-#: 437 rows) 4.0 against 5.0 ms; 80 phases (1920 -> 797 columns) 31 against 18 ms.
+#: gathered layout is faster (BENCHMARKS.md, "Why the kernels' constants").
 _MAX_PHASES = 64
 
 #: Most float64 elements (2 MB) one chunk's input and sums hold. With the chunk loops compiled
-#: (:func:`_without_the_gil`) 2**16 to 2**18 give the same speed (the reference resize: 15.5 ms on
-#: one thread, 7.7-8.0 ms per image on two; 2**19 is slower); run as Python, smaller chunks mean
-#: more calls, which two threads serialise on the interpreter lock (10.3 ms at 2**18, 12.3 at 2**17).
+#: (:func:`_without_the_gil`) 2**16 to 2**18 give the same speed and 2**19 is slower; run as
+#: Python, smaller chunks mean more calls, which two threads serialise on the interpreter lock
+#: (BENCHMARKS.md, "Why the kernels' constants").
 _CHUNK_ELEMENTS = 1 << 18
 
 #: Longest rows (elements) the height pass of :func:`_rows_pass` takes at once; longer rows are
@@ -380,8 +378,8 @@ def _without_the_gil(function):
 
     Why: the worker resizes two images at once on two threads, and a resize is a few hundred torch
     calls; between calls each thread needs Python's interpreter lock, which made two threads only
-    1.6x one. TorchScript's interpreter runs the whole chunk loop without that lock (the width
-    pass, 8 images: 10.0 ms each on one thread, 4.9 ms on two). torch 2.11 and 2.14 mark
+    1.6x one. TorchScript's interpreter runs the whole chunk loop without that lock, so two
+    threads run it at nearly twice the speed of one (BENCHMARKS.md, "Why the kernels' constants"). torch 2.11 and 2.14 mark
     ``torch.jit.script`` deprecated (a DeprecationWarning, then a FutureWarning: both silenced
     here); if a later torch drops it, the same code runs as Python, only slower on two threads.
     """
@@ -432,7 +430,7 @@ def _gathered_rows(planes: torch.Tensor, out_size: int, band: GatheredBand) -> t
 
 
 #: Side of the square tiles :func:`_transposed` copies: a whole-image strided copy touches a
-#: page per row for every output row and thrashed the TLB (3x4000x5000: 317 ms, 49 in tiles).
+#: page per row for every output row and thrashed the TLB (BENCHMARKS.md, "Why the kernels' constants").
 _TILE = 256
 
 

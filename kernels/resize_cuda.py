@@ -3,13 +3,13 @@
 The eager tap loop (:func:`kernels.resize._taps_pass`) launches a few kernels per tap and moves
 every tap's int32 rows through device memory. The same sum written as one gather-multiply-sum
 over the taps compiles into a kernel per pass that reads the input from cache and writes each
-output once. Measured on an H100, 16 x 1080p -> 800x450 Lanczos: the width pass 7.3 -> 1.7 ms,
-the height pass 2.8 -> 0.8 ms, bit-identical (the same int32 arithmetic; BENCHMARKS.md).
+output once: several times faster than the eager loop on a GPU, bit-identical (the same int32
+arithmetic; BENCHMARKS.md, "CUDA").
 
 Compiled with ``dynamic=True``: one kernel serves every size, filter and batch. A new size pair
-compiled nothing (measured: 0.00 s on its first call); Dynamo still compiles once more for a
+compiles nothing; Dynamo still compiles once more for a
 size of 1 (one plane, one output row), which it specialises. The first call in a process compiles
-(about 4 s for the width pass, 2 s for the height pass on the H100 machine). :func:`warm_up` does
+(a few seconds per pass; BENCHMARKS.md, "CUDA"). :func:`warm_up` does
 it at worker start, by default on a background thread: until it is done, calls return None and
 the caller runs the eager loop, so the worker takes jobs without waiting for the compiler. Where
 compiling fails (no Triton, no C compiler for Triton's launcher) a warning is logged once and
