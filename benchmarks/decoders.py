@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import struct
-import time
 import zlib
-from typing import Callable
 
 import numpy as np
 import torch
 import torchvision.io as tvio
 from PIL import Image
 
+from benchmarks.timing import median_ms
 from benchmarks.images import image
 from gpu_worker.codecs import decode
 
@@ -60,16 +58,6 @@ def _pillow(data: bytes) -> np.ndarray:
         return np.asarray(im if im.mode in ("RGB", "RGBA", "L") else im.convert("RGB"))
 
 
-def _median_ms(work: Callable[[], object], repeats: int) -> float:
-    work()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -84,10 +72,10 @@ def main() -> None:
     }
     print(f"{'1920x1080':14} {'MB':>5} {'torchvision':>12} {'pillow':>8} {'worker':>8} {'validate':>9}  (ms)")
     for name, (data, tv_decode) in files.items():
-        row = [_median_ms(lambda: tv_decode(torch.frombuffer(bytearray(data), dtype=torch.uint8)), args.repeats),
-               _median_ms(lambda: _pillow(data), args.repeats),
-               _median_ms(lambda: decode(data, "cpu"), args.repeats)]
-        check = f"{_median_ms(lambda: _validate_png(data), args.repeats):9.1f}" if name == "PNG" else f"{'':9}"
+        row = [median_ms(lambda: tv_decode(torch.frombuffer(bytearray(data), dtype=torch.uint8)), args.repeats),
+               median_ms(lambda: _pillow(data), args.repeats),
+               median_ms(lambda: decode(data, "cpu"), args.repeats)]
+        check = f"{median_ms(lambda: _validate_png(data), args.repeats):9.1f}" if name == "PNG" else f"{'':9}"
         print(f"{name:14} {len(data) / 1e6:5.2f} {row[0]:12.1f} {row[1]:8.1f} {row[2]:8.1f} {check}")
 
 

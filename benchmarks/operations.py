@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -93,16 +91,6 @@ def _vips_interpolator(name: str):
     return pyvips.Interpolate.new(name)
 
 
-def _median_ms_per_image(work: Callable[[], Any], repeats: int, n: int) -> float:
-    work()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - started) * 1000 / n)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=16)
@@ -115,6 +103,7 @@ def main() -> None:
     import torch
 
     from benchmarks.images import image
+    from benchmarks.timing import median_ms
     from gpu_worker import Pipeline
     from gpu_worker.config import Settings
     from gpu_worker.device import select_device
@@ -144,11 +133,11 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
 
-        row = [_median_ms_per_image(ours, args.repeats, args.n),
-               _median_ms_per_image(lambda: [apply_reference(im, [op]) for im in pils], args.repeats, args.n)]
+        row = [median_ms(ours, args.repeats) / args.n,
+               median_ms(lambda: [apply_reference(im, [op]) for im in pils], args.repeats) / args.n]
         vips = VIPS.get(name)
-        row.append(_median_ms_per_image(lambda: [vips(im, params).write_to_memory() for im in vips_images],
-                                        args.repeats, args.n) if vips else None)
+        row.append(median_ms(lambda: [vips(im, params).write_to_memory() for im in vips_images], args.repeats)
+                   / args.n if vips else None)
         cells = " ".join(f"{v:8.2f}" if v is not None else f"{'—':>8}" for v in row)
         print(f"{name:<12} {str(params)[:46]:<46} {cells}")
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
-import time
 
 import numpy as np
 import torch
 import torchvision.io as tvio
 from PIL import Image
 
+from benchmarks.timing import median_ms
 from gpu_worker.config import Settings
 from gpu_worker.runtime import use_cpu_cores
 from kernels import resize
@@ -43,16 +42,6 @@ def jpeg(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=90)
     return buf.getvalue()
-
-
-def median_ms(work, repeats: int) -> float:
-    work()  # warm-up: weight tables, TorchScript
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:
