@@ -41,6 +41,7 @@ SHARPEN = ((-2, -2, -2), (-2, 32, -2), (-2, -2, -2))
 #: Operation -> ``(pyvips image, params) -> pyvips image``: libvips' closest equivalent.
 VIPS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "resize": lambda im, p: im.resize(p["width"] / im.width, kernel="lanczos3"),
+    "flip": lambda im, p: im.fliphor() if p["direction"] == "horizontal" else im.flipver(),
     "crop": lambda im, p: im.crop(p["left"], p["top"], p["right"] - p["left"], p["bottom"] - p["top"]),
     "filter": lambda im, p: im.conv(_vips_matrix(SHARPEN, 16), precision="integer"),
     "adjust": lambda im, p: (im * p.get("brightness", 1.0)).cast("uchar"),

@@ -15,6 +15,7 @@ from kernels.blur import box_blur, gaussian_blur, unsharp_mask
 from kernels.color import adjust, grayscale
 from kernels.crop import crop
 from kernels.filters import FILTERS, apply_filter, convolve
+from kernels.flip import FLIP_DIRECTIONS, flip
 from kernels.rank import RANK_KINDS, RANK_SIZES, mode_filter, rank_filter
 from kernels.resize import RESAMPLING_FILTERS, resize
 from kernels.rotate import ROTATE_FILTERS, mode_color, rotate, rotated_size
@@ -23,12 +24,14 @@ from kernels.tone import autocontrast, colorize, equalize, gamma, invert, pixela
 
 __all__ = [
     "FILTERS",
+    "FLIP_DIRECTIONS",
     "RANK_KINDS",
     "RANK_SIZES",
     "RESAMPLING_FILTERS",
     "ROTATE_FILTERS",
     "adjust",
     "apply_filter",
+    "flip",
     "autocontrast",
     "box_blur",
     "colorize",
