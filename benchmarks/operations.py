@@ -34,6 +34,9 @@ PARAMS: dict[str, dict[str, Any]] = {
     "rank_filter": {"kind": "median", "size": 5},
     "autocontrast": {"cutoff": 2},
     "pixelate": {"size": 16},
+    # A 17-point table (the common .cube size) that rotates the channels: R <- G, G <- B, B <- R.
+    "lut3d": {"size": 17,
+              "table": [v / 16 for b in range(17) for g in range(17) for r in range(17) for v in (g, b, r)]},
 }
 
 SHARPEN = ((-2, -2, -2), (-2, 32, -2), (-2, -2, -2))

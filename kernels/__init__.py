@@ -16,6 +16,7 @@ from kernels.color import adjust, grayscale
 from kernels.crop import crop
 from kernels.filters import FILTERS, apply_filter, convolve
 from kernels.flip import FLIP_DIRECTIONS, flip
+from kernels.lut import Lut3D, lut3d
 from kernels.rank import RANK_KINDS, RANK_SIZES, mode_filter, rank_filter
 from kernels.resize import RESAMPLING_FILTERS, resize
 from kernels.rotate import ROTATE_FILTERS, mode_color, rotate, rotated_size
@@ -25,6 +26,7 @@ from kernels.tone import autocontrast, colorize, equalize, gamma, invert, pixela
 __all__ = [
     "FILTERS",
     "FLIP_DIRECTIONS",
+    "Lut3D",
     "RANK_KINDS",
     "RANK_SIZES",
     "RESAMPLING_FILTERS",
@@ -43,6 +45,7 @@ __all__ = [
     "grayscale",
     "histograms",
     "invert",
+    "lut3d",
     "mean_luma",
     "mode_filter",
     "pixelate",
