@@ -30,7 +30,6 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageFilter, ImageOps
 
 import kornia
