@@ -141,6 +141,23 @@ def _pair_tables(luts: torch.Tensor, b_count: int, k_count: int) -> dict[tuple[i
     return found
 
 
+def _byte_pairs(block: torch.Tensor, src_buf: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The bytes of ``block`` (uint8, any strides) read two at a time as int32 indices 0..65535
+    (little-endian: low byte first), in ``index``; read in place when ``block`` is contiguous,
+    aligned and even, else through ``src_buf``, where an odd last byte is paired with 0."""
+    n = block.numel()
+    half = (n + 1) // 2
+    if block.is_contiguous() and block.storage_offset() % 2 == 0 and n % 2 == 0:
+        pairs = block.reshape(-1).view(torch.int16)
+    else:
+        src_buf[:n].view(block.shape).copy_(block)
+        src_buf[n] = 0
+        pairs = src_buf[: 2 * half].view(torch.int16)
+    idx = index[:half]
+    idx.copy_(pairs.view(torch.uint16))
+    return idx
+
+
 def _lut_pairs(src: torch.Tensor, luts: torch.Tensor, out: torch.Tensor,
                plane_tables: Optional[dict[tuple[int, int], torch.Tensor]] = None) -> None:
     """The CPU path of :func:`_lut_into`: each plane in blocks of rows, two bytes per gather."""
@@ -160,14 +177,7 @@ def _lut_pairs(src: torch.Tensor, luts: torch.Tensor, out: torch.Tensor,
             target = out[b, k, r0 : r0 + rows]
             n = block.numel()
             half = (n + 1) // 2
-            if block.is_contiguous() and block.storage_offset() % 2 == 0 and n % 2 == 0:
-                pairs = block.reshape(-1).view(torch.int16)
-            else:
-                src_buf[:n].view(block.shape).copy_(block)
-                src_buf[n] = 0  # the odd byte's partner; its result is not kept
-                pairs = src_buf[: 2 * half].view(torch.int16)
-            idx = index[:half]
-            idx.copy_(pairs.view(torch.uint16))
+            idx = _byte_pairs(block, src_buf, index)  # an odd byte's partner is 0; its result is not kept
             flat = target.reshape(-1)  # out's planes are contiguous: a view
             if flat.storage_offset() % 2 == 0 and n % 2 == 0:
                 torch.index_select(plane_tables[b, k], 0, idx, out=flat.view(torch.int16))
@@ -224,15 +234,7 @@ def _histograms_pairs(src: torch.Tensor) -> torch.Tensor:
         for b, k, r0 in run_of_pieces:
             block = src[b, k, r0 : r0 + rows]
             n = block.numel()
-            half = (n + 1) // 2
-            if block.is_contiguous() and block.storage_offset() % 2 == 0 and n % 2 == 0:
-                pairs = block.reshape(-1).view(torch.int16)
-            else:
-                src_buf[:n].view(block.shape).copy_(block)
-                src_buf[n] = 0  # the odd byte's partner: one count of level 0 too many, taken off below
-                pairs = src_buf[: 2 * half].view(torch.int16)
-            idx = index[:half]
-            idx.copy_(pairs.view(torch.uint16))
+            idx = _byte_pairs(block, src_buf, index)  # an odd byte's partner 0: one count too many, taken off below
             counts = torch.bincount(idx, minlength=65536).view(256, 256)  # [hi byte, lo byte]
             levels = counts.sum(dim=0).add_(counts.sum(dim=1))
             if n % 2:
