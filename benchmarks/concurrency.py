@@ -4,7 +4,7 @@
 
 * **Through the loop**: ``python -m gpu_worker`` (the RunPod SDK's job loop, with
   gpu_worker.sdk_patches installed) against the fake RunPod job queue of the tests
-  (tests/fake_runpod.py, on 127.0.0.1). The burst is queued all at once after a warm-up job; the
+  (tests/fake_runpod.py, on 127.0.0.1, keeping connections open as RunPod's API does). The burst is queued all at once after a warm-up job; the
   makespan runs from the first job handed out to the last result posted.
 * **In-process**: the same handler in a fresh process, set up as the worker sets itself up
   (``gpu_worker.startup.prepare_worker`` with the same settings), the same jobs, the same number
@@ -73,7 +73,7 @@ def worker_env(concurrency: int, device: str) -> dict[str, str]:
 @contextlib.contextmanager
 def loop_worker(concurrency: int, device: str, log_path: Path, warm_up: dict, post_delay_s: float = 0.0):
     """A fresh ``python -m gpu_worker`` on a fake queue, warmed up with one job; yields the queue."""
-    with FakeRunPodQueue(post_delay_s=post_delay_s) as queue:
+    with FakeRunPodQueue(post_delay_s=post_delay_s, keep_alive=True) as queue:
         worker = start_worker(module="gpu_worker", env=queue.env(**worker_env(concurrency, device)),
                               log_path=log_path)
         try:

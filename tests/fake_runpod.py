@@ -35,8 +35,10 @@ worker process on the same machine.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import json
+import socket
 import threading
 import time
 import uuid
@@ -118,6 +120,9 @@ class FakeRunPodQueue:
     ``stop_poll_hold_s``: the same for the stop channel (after a 204 the SDK waits 1 s).
     ``post_delay_s``: each job-done post is taken in only after this long, as over a slow link
     (its record's ``result_at`` is then), and answered after that.
+    ``keep_alive``: HTTP/1.1 with persistent connections, as RunPod's API serves them (the
+    benchmarks use it); by default each request gets its own connection (HTTP/1.0), so no
+    request thread outlives a test's worker.
     Records: ``records`` (id -> :class:`JobRecord`), ``polls``, ``stop_polls``, ``pings``,
     ``unexpected`` (anything malformed: tests should assert it stays empty).
     """
@@ -132,6 +137,7 @@ class FakeRunPodQueue:
         api_key: str = "fake-runpod-api-key",
         ping_interval_ms: int = 2000,
         post_delay_s: float = 0.0,
+        keep_alive: bool = False,
     ) -> None:
         if ping_interval_ms < 1000:
             # the SDK sleeps RUNPOD_PING_INTERVAL // 1000 seconds: below 1000 it spins
@@ -143,6 +149,7 @@ class FakeRunPodQueue:
         self.api_key = api_key
         self.ping_interval_ms = ping_interval_ms
         self.post_delay_s = post_delay_s
+        self.keep_alive = keep_alive
 
         self._cond = threading.Condition()
         self._pending: collections.deque[str] = collections.deque()
@@ -158,6 +165,7 @@ class FakeRunPodQueue:
         self.pings: list[tuple[float, dict[str, str], str | None]] = []  # (time, query, auth)
         self.unexpected: list[str] = []  # requests the fake did not understand
 
+        self._connections: set = set()  # open client sockets (kept open with keep_alive)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -180,6 +188,10 @@ class FakeRunPodQueue:
             self._cond.notify_all()
         if self._server is not None:
             self._server.shutdown()
+            with self._cond:  # persistent connections end now: their threads stop reading
+                for connection in self._connections:
+                    with contextlib.suppress(OSError):
+                        connection.shutdown(socket.SHUT_RDWR)
             self._server.server_close()
             self._server = None
         if self._thread is not None:
@@ -405,8 +417,19 @@ class FakeRunPodQueue:
 
 def _make_handler(queue: FakeRunPodQueue) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
+        protocol_version = "HTTP/1.1" if queue.keep_alive else "HTTP/1.0"
         timeout = 10  # socket timeout, so a stuck client cannot pin a request thread
+
+        def setup(self) -> None:
+            super().setup()
+            with queue._cond:
+                queue._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with queue._cond:
+                queue._connections.discard(self.connection)
+            with contextlib.suppress(OSError):  # the peer or stop() may have closed it already
+                super().finish()
 
         def log_message(self, format, *args):  # noqa: A002 - silence per-request stderr lines
             pass

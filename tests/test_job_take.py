@@ -167,12 +167,15 @@ def test_on_another_sdk_version_no_fix_is_installed(monkeypatch, capsys):
     from runpod.serverless.modules import rp_logger, rp_scale
 
     monkeypatch.setattr(rp_scale, "JobScaler", rp_scale.JobScaler)  # restored after
+    from runpod.serverless.modules import rp_job
+
     monkeypatch.setattr(rp_logger.RunPodLogger, "log", rp_logger.RunPodLogger.log)
-    sdk_scaler, sdk_log = rp_scale.JobScaler, rp_logger.RunPodLogger.log
+    monkeypatch.setattr(rp_job, "run_job", rp_job.run_job)
+    sdk_scaler, sdk_log, sdk_run_job = rp_scale.JobScaler, rp_logger.RunPodLogger.log, rp_job.run_job
     monkeypatch.setattr(rp_logger.RunPodLogger(), "level", "INFO")
     monkeypatch.setattr(runpod.version, "__version__", "1.13.0")
     assert sdk_patches.install(5.0) is False
-    assert rp_scale.JobScaler is sdk_scaler and rp_logger.RunPodLogger.log is sdk_log
+    assert rp_scale.JobScaler is sdk_scaler and rp_logger.RunPodLogger.log is sdk_log and rp_job.run_job is sdk_run_job
     lines = [line for line in capsys.readouterr().out.splitlines() if "sdk_patches" in line]
     assert lines == ["WARN   | gpu_worker.sdk_patches was written for runpod 1.12.0, this is 1.13.0: none of its "
                      "fixes is installed (the SDK runs as it is); check whether each is still needed and still "
@@ -184,6 +187,7 @@ def test_on_another_sdk_version_no_fix_is_installed(monkeypatch, capsys):
     assert sdk_patches.install(5.0) is True
     assert rp_scale.JobScaler is cls and cls.prompt_job_take is True and cls.shutdown_grace_s == 5.0
     assert getattr(rp_logger.RunPodLogger.log, "_redacts_base64", False)
+    assert rp_job.run_job is not sdk_run_job and rp_job.run_job.__module__ == "gpu_worker.sdk_patches.lean_run_job"
 
 
 # ---------------------------------------------------------------------------- the stand-in's real loop
@@ -211,8 +215,10 @@ def test_one_slot_is_refilled_as_soon_as_its_job_ends(workers, tmp_path):
     assert queue.unexpected == []
 
 
-def test_free_slots_are_taken_in_one_batch_job_take(workers, tmp_path):
-    with FakeRunPodQueue() as queue:
+@pytest.mark.parametrize("keep_alive", [False, True], ids=["connection-per-request", "keep-alive"])
+def test_free_slots_are_taken_in_one_batch_job_take(workers, tmp_path, keep_alive):
+    """Also over persistent connections, as RunPod's API keeps them (and the benchmark's fake)."""
+    with FakeRunPodQueue(keep_alive=keep_alive) as queue:
         workers.append(launch(queue, tmp_path / "batch.log", 4))
         queue.wait_for_idle_worker(timeout=10)
         ids = queue.add_jobs([{"sleep": 0.5, "i": i} for i in range(4)])

@@ -1,4 +1,4 @@
-"""Four fixes to the RunPod SDK, written for runpod 1.12.0 and installed only on that version.
+"""Five fixes to the RunPod SDK, written for runpod 1.12.0 and installed only on that version.
 
 ``python -m gpu_worker`` calls :func:`install` before ``runpod.serverless.start``. On any other
 runpod version none is installed and one line in the SDK's log says so: each fix must then be
@@ -47,6 +47,11 @@ replaces. Installing twice changes nothing.
    so the same methods could replace ``get_jobs``/``run_jobs``/``handle_job`` upstream. *Remove
    when* runpod's ``JobScaler`` takes work as soon as a slot frees (no fixed sleep while full, no
    polling of its local queue) and frees a slot before posting the result.
+5. **The result is formatted for the log only when printed**
+   (:mod:`~gpu_worker.sdk_patches.lean_run_job`). The SDK's ``run_job`` builds two DEBUG messages
+   holding the whole result (``f"Handler output: {job_output}"``) before its logger checks the
+   level, on the event loop, for every job; here they are built only at DEBUG. *Remove when*
+   runpod's ``run_job`` no longer formats the output unconditionally.
 """
 
 from __future__ import annotations
@@ -79,8 +84,11 @@ def install(shutdown_grace: Optional[float] = None) -> bool:
                             "none of its fixes is installed (the SDK runs as it is); check whether each is still "
                             "needed and still fits (gpu_worker/sdk_patches/__init__.py)")
         return False
+    from gpu_worker.sdk_patches.lean_run_job import install_lean_run_job
+
     install_log_redaction()
     install_drain_fix(shutdown_grace)
+    install_lean_run_job()
     return True
 
 
