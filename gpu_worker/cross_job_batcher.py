@@ -110,8 +110,9 @@ class CrossJobBatcher:
     def __call__(self, plan: Plan, images: Sequence[torch.Tensor]) -> Ran:
         """Run ``plan`` on uint8 ``(C, H, W)`` images, stacked with compatible concurrent work.
 
-        Returns one output per image, in order, and the number of images in the kernel call
-        that produced each. Blocks until every image has run.
+        Returns one output per image, in order (a JobError for an image refused for its size
+        after a data-dependent step: gpu_worker.stacking), and the number of images in the kernel
+        call that produced each. Blocks until every image has run.
         """
         images = list(images)
         for index, image in enumerate(images):
@@ -225,7 +226,7 @@ class CrossJobBatcher:
         error: Optional[BaseException] = None
         try:
             images = [entry.image for entry in batch]
-            outputs = run_images(bucket.plan.bind(bucket.shape), images)
+            outputs = run_images(bucket.plan.bind(bucket.shape), images, self.max_pixels or None)
         except BaseException as exc:  # noqa: BLE001 - every caller in the batch must hear of it
             error = exc
         callers = {entry.call for entry in batch}

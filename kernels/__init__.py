@@ -21,6 +21,7 @@ from kernels.rank import RANK_KINDS, RANK_SIZES, mode_filter, rank_filter
 from kernels.resize import RESAMPLING_FILTERS, resize
 from kernels.rotate import ROTATE_FILTERS, mode_color, rotate, rotated_size
 from kernels.stats import histograms, mean_luma
+from kernels.trim import trim, trim_boxes
 from kernels.tone import autocontrast, colorize, equalize, gamma, invert, pixelate, posterize, solarize
 
 __all__ = [
@@ -56,5 +57,7 @@ __all__ = [
     "rotate",
     "rotated_size",
     "solarize",
+    "trim",
+    "trim_boxes",
     "unsharp_mask",
 ]

@@ -22,7 +22,7 @@ def validate(item: Item, settings: Settings) -> None:
     """The item's JSON -> ``spec`` and ``plan``."""
     item.spec = parse_item(item.raw, item.where)
     try:
-        item.plan = compile_plan(item.spec.operations, settings.max_operations)
+        item.plan = compile_plan(item.spec.operations, settings.max_operations, settings.max_output_pixels)
     except JobError as exc:
         # compile_plan's messages start with "operations...": name the item before it.
         raise type(exc)(str(exc) if item.where == "input" else f"{item.where}.{exc}") from None
@@ -65,9 +65,11 @@ def probe_item(item: Item, settings: Settings) -> None:
 
 def check_plan_sizes(item: Item, settings: Settings) -> None:
     """Infer every intermediate size from the header: a plan that would blow up, or a result
-    the output format cannot store, is refused here, before decoding."""
+    the output format cannot store, is refused here, before decoding. After a data-dependent
+    operation (``trim``) sizes are known only once it has run: the plan checks the output-pixel
+    limit when the operations after it bind (gpu_worker.plan), the encoder the format's sides."""
     shape = (item.info.channels, item.info.height, item.info.width)
-    bound = item.plan.bind(shape)
+    bound = item.plan.bind(shape)  # (raises LimitExceeded for a step over max_output_pixels)
     largest = max((s.out_shape for s in bound.steps), key=lambda s: s[1] * s[2], default=shape)
     pixels = largest[1] * largest[2]
     if pixels > settings.max_output_pixels:
@@ -76,7 +78,7 @@ def check_plan_sizes(item: Item, settings: Settings) -> None:
             f"the output-pixel limit MAX_OUTPUT_PIXELS={settings.max_output_pixels:,}")
     fmt = OUTPUT_FORMATS[item.spec.output.format]
     _, h, w = bound.out_shape
-    if max(h, w) > fmt.max_side:
+    if bound.shape_known and max(h, w) > fmt.max_side:
         raise InvalidInput(f"output.format: {fmt.name} stores at most {fmt.max_side} pixels a side, "
                            f"and the result would be {w}x{h}")
 
@@ -100,6 +102,6 @@ def cache_key(item: Item) -> str:
 def lookup_cache(item: Item, cache: ResultCache) -> None:
     hit = cache.get(cache_key(item))
     if hit is not None:
-        item.encoded, analysis = hit
+        item.encoded, analysis, item.result_size = hit
         item.analysis = dict(analysis)
         item.cached = True
