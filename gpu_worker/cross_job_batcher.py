@@ -226,7 +226,7 @@ class CrossJobBatcher:
         error: Optional[BaseException] = None
         try:
             images = [entry.image for entry in batch]
-            outputs = run_images(bucket.plan.bind(bucket.shape), images, self.max_pixels or None)
+            outputs = run_images(bucket.plan.bind(bucket.shape), images)
         except BaseException as exc:  # noqa: BLE001 - every caller in the batch must hear of it
             error = exc
         callers = {entry.call for entry in batch}
