@@ -15,13 +15,14 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from pydantic import ValidationError
 
 from gpu_worker.errors import InvalidInput, LimitExceeded
 from gpu_worker.operations import REGISTRY, ImageShape, OpParams, Operation, Step
+from gpu_worker.operations.resources import ImageResource, LoadedImage
 from gpu_worker.validation import describe, short
 
 
@@ -117,6 +118,24 @@ class Plan:
             raise ValueError(f"the result's size is known only after running the plan: operation "
                              f"{bound.steps[-1].name!r}'s output size depends on the pixels")
         return bound.out_shape
+
+    def resources(self) -> list[tuple[str, ImageResource]]:
+        """Every resource parameter (an image the intake fetches: overlay's ``image``) with the
+        job field that names it, e.g. ``("operations[2] (overlay).params.image", resource)``."""
+        return [(f"operations[{self.first_index + offset}] ({op.name}).params.{name}", value)
+                for offset, (op, params) in enumerate(self.ops)
+                for name in type(params).model_fields
+                if isinstance(value := getattr(params, name), ImageResource)]
+
+    def with_resources(self, loaded: Mapping[ImageResource, LoadedImage]) -> "Plan":
+        """This plan with each resource parameter holding its decoded image from ``loaded``
+        (keyed by the resource as the job gave it); its key names each image by its digest."""
+        ops = []
+        for op, params in self.ops:
+            update = {name: value.loaded(loaded[value]) for name in type(params).model_fields
+                      if isinstance(value := getattr(params, name), ImageResource)}
+            ops.append((op, params.model_copy(update=update) if update else params))
+        return Plan(ops, self.max_output_pixels, self.first_index)
 
     @functools.cached_property
     def key(self) -> str:
