@@ -16,6 +16,7 @@ from gpu_worker.stacking import chunks, group_by_shape, run_plan, run_stack
 from gpu_worker.device import select_device
 from gpu_worker.interop import array_to_tensor, pil_to_tensor, tensor_to_array, tensor_to_pil
 from gpu_worker.plan import Plan, compile_plan
+from gpu_worker.resources import load_resources
 
 #: A custom step: a ``torch.nn.Module`` (a Kornia module is one) or a function, float32
 #: ``(B, C, H, W)`` in ``[0, 1]`` -> floating ``(B, C', H', W')``.
@@ -80,8 +81,9 @@ class Pipeline:
 
     def __init__(self, operations: Sequence[dict] | Plan, device: str | torch.device | None = None,
                  max_batch_pixels: int | None = None, then: Sequence[Step] = ()):
-        self.plan = operations if isinstance(operations, Plan) else compile_plan(operations)
         self.device = select_device(device)
+        # Images that parameters name (overlay's image) are fetched and decoded once, here.
+        self.plan = load_resources(operations if isinstance(operations, Plan) else compile_plan(operations), self.device)
         self.max_batch_pixels = max_batch_pixels
         self.steps: tuple[Step, ...] = tuple(then)
         for i, step in enumerate(self.steps):

@@ -13,6 +13,8 @@ import torch
 from photos import COLOR_PHOTOS, sample, to_tensor
 
 from gpu_worker.operations import REGISTRY
+from gpu_worker.plan import compile_plan
+from gpu_worker.resources import load_resources
 
 Kernel = Callable[[torch.Tensor], torch.Tensor]
 
@@ -28,7 +30,8 @@ def _kernels() -> dict[str, Kernel]:
     found = {}
     for name, entry in REGISTRY.items():
         for i, params in enumerate(entry.examples):
-            step = entry.bind(entry.params_model.model_validate(params), (3, SIZE[1], SIZE[0]))
+            loaded = load_resources(compile_plan([{"type": name, "params": params}])).ops[0][1]  # overlay's image
+            step = entry.bind(loaded, (3, SIZE[1], SIZE[0]))
             if step is not None and not step.data_dependent:
                 found[f"{name}-{i}"] = step.kernel
     return found
