@@ -45,11 +45,11 @@ class OverlayParams(OpParams):
     from each edge the gravity touches), or repeated from the top-left corner over the whole image
     (``tile``: gravity and margin unused); its alpha times ``opacity``."""
 
-    image: ImageResource = Field(description='{"url": ...} or {"base64": ...}, read like the source image')
-    gravity: Gravity = Field(default="southeast", description="a compass point, `center`, or [x, y] fractions 0-1")
-    margin: int = Field(default=0, ge=0, le=MAX_MARGIN, description="pixels")
+    image: ImageResource = Field(description='`{"url": ...}` or `{"base64": ...}`, read and limited like the source image')
+    gravity: Gravity = Field(default="southeast", description="`center`, `north`, `northeast`, ... `northwest`, or [x, y] fractions 0-1; unused with `tile`")
+    margin: int = Field(default=0, ge=0, le=MAX_MARGIN, description="pixels in from the edges the gravity touches")
     opacity: float = Field(default=1.0, ge=0, le=1)
-    tile: bool = False
+    tile: bool = Field(default=False, description="repeat it over the whole image from the top-left corner")
 
 
 def position(p: OverlayParams, width: int, height: int, w: int, h: int) -> tuple[int, int]:
