@@ -137,17 +137,23 @@ def run_images(bound: BoundPlan, images: Sequence[torch.Tensor],
     on the whole stack and the operations after it run as their own plan (:func:`run_plan_counted`,
     ``max_batch_pixels`` per stack), so an output may be a JobError (see :data:`Outcome`).
     """
-    if images[0].device.type == "cpu":
-        if bound.rest is None:
-            return map_images(lambda image: bound.run_fixed(image.unsqueeze(0))[0], images)
-        pieces = map_images(lambda image: bound.split(bound.run_fixed(image.unsqueeze(0)))[0], images)
-    else:
-        stack = torch.stack(list(images)) if len(images) > 1 else images[0].unsqueeze(0)
-        out = run_stack(bound, stack)
-        if bound.rest is None:
-            return list(out.unbind(0))
-        pieces = _split(bound, out)
+    if images[0].device.type != "cpu":
+        return run_stacked(bound, images, max_batch_pixels)
+    if bound.rest is None:
+        return map_images(lambda image: bound.run_fixed(image.unsqueeze(0))[0], images)
+    pieces = map_images(lambda image: bound.split(bound.run_fixed(image.unsqueeze(0)))[0], images)
     return run_plan_counted(bound.rest, pieces, max_batch_pixels).outputs
+
+
+def run_stacked(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None) -> list[Outcome]:
+    """:func:`run_images` as it runs on CUDA, on any device: the images stacked, one call per op
+    (:func:`run_stack`), a data-dependent step once on the whole stack, equal shapes after it
+    stacked again (on the CPU that second stage runs image by image)."""
+    stack = torch.stack(list(images)) if len(images) > 1 else images[0].unsqueeze(0)
+    out = run_stack(bound, stack)
+    if bound.rest is None:
+        return list(out.unbind(0))
+    return run_plan_counted(bound.rest, _split(bound, out), max_batch_pixels).outputs
 
 
 def _split(bound: BoundPlan, stack: torch.Tensor) -> list[torch.Tensor]:

@@ -69,6 +69,22 @@ def test_steps_after_trim_bind_per_image_and_equal_shapes_stack_again(device):
         Pipeline(ops).output_size(60, 50)
 
 
+def test_stacked_as_on_cuda_trim_runs_once_per_stack_and_equals_image_by_image(monkeypatch):
+    from gpu_worker import stacking
+
+    plan = compile_plan([{"type": "trim", "params": {"threshold": 30}}, {"type": "resize", "params": {"width": 24}},
+                         {"type": "crop", "params": {"bottom": 12}}], max_output_pixels=10_000)
+    images = [to_tensor(framed(p, s, (60, 50)))[0] for p, s in zip(COLOR_PHOTOS[:3], ((30, 24), (20, 31), (30, 24)))]
+    calls = []
+    split = stacking.BoundPlan.split
+    monkeypatch.setattr(stacking.BoundPlan, "split", lambda self, batch: calls.append(len(batch)) or split(self, batch))
+    stacked = stacking.run_stacked(plan.bind((3, 50, 60)), images)
+    assert calls == [3], "the data-dependent step runs once on the whole stack"
+    alone = stacking.run_plan(plan, images)
+    assert all(torch.equal(a, b) for a, b in zip(stacked, alone))
+    assert [tuple(t.shape) for t in stacked] == [(3, 12, 24), (3, 12, 24), (3, 12, 24)]
+
+
 def test_the_output_pixel_limit_holds_for_the_steps_after_trim():
     # Untrimmed, 40 wide at 400 tall is within 20,000 pixels; trimmed to 3 columns, it is not.
     plan = compile_plan([{"type": "trim", "params": {}}, {"type": "resize", "params": {"width": 400}}],
