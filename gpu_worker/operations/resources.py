@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_serializer, model_validator
+from pydantic import PrivateAttr, model_serializer
 
 from gpu_worker.errors import InvalidInput
+from gpu_worker.schema import ImageSource
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,20 +31,11 @@ class LoadedImage:
     digest: str
 
 
-class ImageResource(BaseModel):
-    """An image a parameter names: exactly one of ``url`` (http/https) or ``base64``."""
+class ImageResource(ImageSource):
+    """An image a parameter names: exactly one of ``url`` (http/https) or ``base64``, as the job's
+    own ``image`` (the same model)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    url: Optional[str] = Field(default=None, min_length=1, max_length=8192)
-    base64: Optional[str] = Field(default=None, min_length=1)
     _loaded: Optional[LoadedImage] = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _exactly_one(self):
-        if (self.url is None) == (self.base64 is None):
-            raise ValueError("give exactly one of 'url' or 'base64'")
-        return self
 
     @model_serializer(mode="wrap")
     def _serialize(self, handler: Any) -> Any:
