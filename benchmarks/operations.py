@@ -16,10 +16,29 @@ workload, and one in :data:`VIPS` when libvips has an equivalent.
 from __future__ import annotations
 
 import argparse
+import base64
+import functools
+import io
 import logging
 from typing import Any, Callable
 
 import numpy as np
+
+
+@functools.cache
+def watermark_file() -> bytes:
+    """The overlay benchmark's watermark: a 320x180 RGBA WebP (quality 80: small enough to pass in
+    a command line, as benchmarks/memory_peak.py passes jobs), a benchmark photo scaled down with a
+    left-to-right alpha ramp (0 to 255), so that every blend path runs."""
+    from PIL import Image
+
+    from benchmarks.images import image
+
+    mark = image(1).resize((320, 180), Image.Resampling.BILINEAR).convert("RGBA")
+    mark.putalpha(Image.linear_gradient("L").rotate(90).resize((320, 180)))
+    buffer = io.BytesIO()
+    mark.save(buffer, "WEBP", quality=80)
+    return buffer.getvalue()
 
 #: Operation -> params for a 1080p benchmark, where the registry's first example (sized for the
 #: tests' small photos) is not representative.
@@ -34,6 +53,8 @@ PARAMS: dict[str, dict[str, Any]] = {
     "rank_filter": {"kind": "median", "size": 5},
     "autocontrast": {"cutoff": 2},
     "pixelate": {"size": 16},
+    "trim": {"threshold": 40},
+    "overlay": {"image": {"base64": base64.b64encode(watermark_file()).decode()}, "margin": 20, "opacity": 0.5},
     # A 17-point table (the common .cube size) that rotates the channels: R <- G, G <- B, B <- R.
     "lut3d": {"size": 17,
               "table": [v / 16 for b in range(17) for g in range(17) for r in range(17) for v in (g, b, r)]},
@@ -64,7 +85,32 @@ VIPS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "equalize": lambda im, p: im.hist_equal(),
     "colorize": lambda im, p: im.colourspace("b-w").maplut(_vips_colorize_lut(p)),
     "pixelate": lambda im, p: im.shrink(p["size"], p["size"]).zoom(p["size"], p["size"]),
+    "trim": lambda im, p: _vips_trim(im, p.get("threshold", 10)),
+    "overlay": lambda im, p: _vips_overlay(im, p),
 }
+
+
+def _vips_trim(im, threshold: int):
+    """``find_trim`` against the top-left pixel, then the crop (the whole image when it is all background)."""
+    left, top, width, height = im.find_trim(threshold=threshold, background=im.getpoint(0, 0))
+    return im.crop(left, top, width, height) if width and height else im
+
+
+@functools.cache
+def _vips_watermark(opacity: float):
+    import pyvips
+
+    mark = pyvips.Image.new_from_buffer(watermark_file(), "")
+    return mark.extract_band(0, n=3).bandjoin((mark.extract_band(3) * opacity).cast("uchar"))
+
+
+def _vips_overlay(im, p: dict[str, Any]):
+    """``composite2`` ("over") of the watermark, its alpha times ``opacity``, where ours puts it."""
+    from gpu_worker.operations.overlay import OverlayParams, position
+
+    mark = _vips_watermark(p.get("opacity", 1.0))
+    x, y = position(OverlayParams.model_validate(p), im.width, im.height, mark.width, mark.height)
+    return im.composite2(mark, "over", x=x, y=y)
 
 
 def _vips_lut(table, bands: int = 1):

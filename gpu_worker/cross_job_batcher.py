@@ -110,8 +110,9 @@ class CrossJobBatcher:
     def __call__(self, plan: Plan, images: Sequence[torch.Tensor]) -> Ran:
         """Run ``plan`` on uint8 ``(C, H, W)`` images, stacked with compatible concurrent work.
 
-        Returns one output per image, in order, and the number of images in the kernel call
-        that produced each. Blocks until every image has run.
+        Returns one output per image, in order (a JobError for an image refused for its size
+        after a data-dependent step: gpu_worker.stacking), and the number of images in the kernel
+        call that produced each. Blocks until every image has run.
         """
         images = list(images)
         for index, image in enumerate(images):

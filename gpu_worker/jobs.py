@@ -11,7 +11,8 @@ and encode overlap (:mod:`gpu_worker.overlap`); which codec runs where is decide
 :class:`~gpu_worker.stages.policy.DevicePolicy`.
 
 Everything before decode is cheap and refuses a job that would fail: schema, operations, limits
-on bytes, header pixels and inferred output pixels.
+on bytes, header pixels and inferred output pixels. Images that operation parameters name
+(overlay's ``image``) are fetched and decoded once per job before any source.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ class JobRunner:
         settings, staged = self.settings, functools.partial(self.journal.staged, job_id)
         timings = dict.fromkeys(("fetch", "decode", "ops", "encode", "upload"), 0.0)
         each(items, "validate", intake.validate, settings)
-        timings["fetch"] = _timed(staged("fetch", intake.fetch_all), live(items), settings, self.cache is not None)
+        timings["fetch"] = _timed(staged("fetch", intake.load_resources), items, settings, self.device)
+        timings["fetch"] += _timed(staged("fetch", intake.fetch_all), live(items), settings, self.cache is not None)
         each(items, "probe", staged("probe", intake.probe_item), settings)
         intake.check_batch_pixels(items, settings)
         if self.cache is not None:

@@ -16,6 +16,7 @@ from gpu_worker.stacking import chunks, group_by_shape, run_plan, run_stack
 from gpu_worker.device import select_device
 from gpu_worker.interop import array_to_tensor, pil_to_tensor, tensor_to_array, tensor_to_pil
 from gpu_worker.plan import Plan, compile_plan
+from gpu_worker.resources import load_resources
 
 #: A custom step: a ``torch.nn.Module`` (a Kornia module is one) or a function, float32
 #: ``(B, C, H, W)`` in ``[0, 1]`` -> floating ``(B, C', H', W')``.
@@ -80,8 +81,9 @@ class Pipeline:
 
     def __init__(self, operations: Sequence[dict] | Plan, device: str | torch.device | None = None,
                  max_batch_pixels: int | None = None, then: Sequence[Step] = ()):
-        self.plan = operations if isinstance(operations, Plan) else compile_plan(operations)
         self.device = select_device(device)
+        # Images that parameters name (overlay's image) are fetched and decoded once, here.
+        self.plan = load_resources(operations if isinstance(operations, Plan) else compile_plan(operations), self.device)
         self.max_batch_pixels = max_batch_pixels
         self.steps: tuple[Step, ...] = tuple(then)
         for i, step in enumerate(self.steps):
@@ -103,7 +105,8 @@ class Pipeline:
         """(width, height) of the result for a ``width`` x ``height`` input, without running.
 
         Raises ValueError when the pipeline has custom steps, whose sizes are known only by
-        running them; ``Pipeline(pipeline.plan).output_size(...)`` gives the size they receive.
+        running them (``Pipeline(pipeline.plan).output_size(...)`` gives the size they receive),
+        or an operation whose output size depends on the pixels (``trim``).
         """
         if self.steps:
             raise ValueError("output_size cannot predict custom steps (they may change the size); "
@@ -161,6 +164,8 @@ class Pipeline:
         if images.ndim != 4:
             raise ValueError(f"tensors must be (C, H, W) or (B, C, H, W), got shape {tuple(images.shape)}")
         bound = self.plan.bind(tuple(images.shape[1:]))
+        if not bound.shape_known:
+            return self._stacked(self.run_tensors(list(images.unbind(0))), bound, images)
         if images.shape[0] == 0 and not self.steps:
             return images.new_empty((0, *bound.out_shape))
         if images.shape[0] == 0:
@@ -170,6 +175,15 @@ class Pipeline:
             if self.steps:
                 out = torch.cat([self._run_steps(out[i]) for i in self._chunks(out)])
         return out.to(images.device)
+
+    @staticmethod
+    def _stacked(results: list[torch.Tensor], bound, images: torch.Tensor) -> torch.Tensor:
+        """Results of a data-dependent plan (``trim``) as one (B, C, H, W) tensor: ValueError when
+        their sizes differ (a list of (C, H, W) tensors in gives a list out)."""
+        if len({tuple(r.shape) for r in results}) > 1:
+            raise ValueError(f"the results have different sizes ({bound.steps[-1].name} sizes each image by its "
+                             f"pixels), so they cannot be one tensor: pass a list of (C, H, W) tensors instead")
+        return torch.stack(results) if results else images.new_empty((0, *bound.out_shape))
 
     def _chunks(self, batch: torch.Tensor) -> list[list[int]]:
         """Index lists of at most ``max_batch_pixels`` pixels of ``batch`` (B, C, H, W)."""

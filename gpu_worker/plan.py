@@ -4,6 +4,10 @@ Compiling validates every operation once (a bad one is refused with a message th
 lists what is allowed). A plan is shape-independent; :meth:`Plan.bind` fixes it to an input shape
 ``(C, H, W)`` and gives the kernels to run and the output shape, before any pixel is touched.
 Bound plans are cached per shape, so a batch of same-shaped images binds once.
+
+An operation whose output size depends on the pixels (``trim``) ends the bound plan: the
+operations after it bind again to each image's shape once it has run, and the output-pixel limit
+is checked at every bind, those later ones included.
 """
 
 from __future__ import annotations
@@ -11,37 +15,74 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from pydantic import ValidationError
 
 from gpu_worker.errors import InvalidInput, LimitExceeded
 from gpu_worker.operations import REGISTRY, ImageShape, OpParams, Operation, Step
+from gpu_worker.operations.resources import ImageResource, LoadedImage
 from gpu_worker.validation import describe, short
 
 
 @dataclass(frozen=True)
 class BoundPlan:
-    """A plan fixed to one input shape: run it on ``(B, *in_shape)`` uint8 batches."""
+    """A plan fixed to one input shape: run it on ``(B, *in_shape)`` uint8 batches.
+
+    When an operation's output size depends on the pixels (a ``data_dependent`` step, such as
+    ``trim``), binding stops after it: that step is the last of ``steps``, ``out_shape`` is the
+    largest its results can be, and ``rest`` holds the operations after it, to be bound to each
+    result's shape once it has run (:mod:`gpu_worker.stacking` does that, stacking equal shapes
+    again). Otherwise ``rest`` is None and ``out_shape`` is the result's shape.
+    """
 
     in_shape: ImageShape
     out_shape: ImageShape
     steps: tuple[Step, ...]
+    rest: Optional["Plan"] = None
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Run every step on the whole batch: one kernel call per op.
+    @property
+    def shape_known(self) -> bool:
+        """Whether ``out_shape`` is the result's shape (no data-dependent step)."""
+        return self.rest is None
+
+    @property
+    def fixed_shape(self) -> ImageShape:
+        """(C, H, W) of :meth:`run_fixed`'s result: ``out_shape``, or what the data-dependent step receives."""
+        return self.out_shape if self.rest is None else self.steps[-1].in_shape
+
+    def run_fixed(self, batch: torch.Tensor) -> torch.Tensor:
+        """Every step but a data-dependent last one, on the whole batch: one kernel call per op.
 
         Args:
             batch: uint8 ``(B, *in_shape)`` on any device.
         Returns:
-            uint8 ``(B, *out_shape)`` on the same device.
+            uint8 ``(B, C', H', W')`` on the same device: the result when :attr:`shape_known`,
+            else what the data-dependent step receives.
         """
         if tuple(batch.shape[1:]) != self.in_shape:
             raise ValueError(f"plan was bound to shape {self.in_shape}, got a batch of {tuple(batch.shape[1:])}")
-        for step in self.steps:
+        for step in self.steps if self.rest is None else self.steps[:-1]:
             batch = step.kernel(batch)
         return batch
+
+    def split(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """The data-dependent last step on :meth:`run_fixed`'s result: B uint8 ``(C', H_i, W_i)``."""
+        return list(self.steps[-1].kernel(batch))
+
+    def __call__(self, batch: torch.Tensor) -> Union[torch.Tensor, list[torch.Tensor]]:
+        """Run the plan on a ``(B, *in_shape)`` uint8 batch.
+
+        Returns:
+            uint8 ``(B, *out_shape)`` when :attr:`shape_known`; else a list of B uint8
+            ``(C, H_i, W_i)`` results, the operations after the data-dependent step run image by
+            image (:func:`gpu_worker.stacking.run_plan` stacks equal shapes instead).
+        """
+        out = self.run_fixed(batch)
+        if self.rest is None:
+            return out
+        return [self.rest.bind(tuple(piece.shape))(piece.unsqueeze(0))[0] for piece in self.split(out)]
 
 
 class Plan:
@@ -52,18 +93,49 @@ class Plan:
     (3, 450, 800)
     """
 
-    def __init__(self, ops: Sequence[tuple[Operation, OpParams]]):
+    def __init__(self, ops: Sequence[tuple[Operation, OpParams]], max_output_pixels: int | None = None,
+                 first_index: int = 0):
+        """``max_output_pixels``: the most pixels any step may make (None: no limit), checked at
+        every bind; ``first_index``: the position of ``ops[0]`` in the job's list (messages name
+        it; the operations after a data-dependent step are a plan of their own)."""
         self.ops = tuple(ops)
+        self.max_output_pixels = max_output_pixels
+        self.first_index = first_index
         self._bind = functools.lru_cache(maxsize=64)(self._bind_uncached)
 
     def bind(self, shape: ImageShape) -> BoundPlan:
         """The plan's steps for an input of ``shape`` = (C, H, W). Raises InvalidInput when an op
-        cannot apply to that shape (a crop box with no area, say)."""
+        cannot apply to that shape (a crop box with no area, say), and LimitExceeded when a step
+        would make more than ``max_output_pixels`` pixels."""
         return self._bind(tuple(int(v) for v in shape))
 
     def output_shape(self, shape: ImageShape) -> ImageShape:
-        """(C, H, W) of the result for an input of ``shape``, computed without touching pixels."""
-        return self.bind(shape).out_shape
+        """(C, H, W) of the result for an input of ``shape``, computed without touching pixels.
+        Raises ValueError when the plan has a data-dependent operation (``trim``): its result's
+        size is known only after it runs."""
+        bound = self.bind(shape)
+        if not bound.shape_known:
+            raise ValueError(f"the result's size is known only after running the plan: operation "
+                             f"{bound.steps[-1].name!r}'s output size depends on the pixels")
+        return bound.out_shape
+
+    def resources(self) -> list[tuple[str, ImageResource]]:
+        """Every resource parameter (an image the intake fetches: overlay's ``image``) with the
+        job field that names it, e.g. ``("operations[2] (overlay).params.image", resource)``."""
+        return [(f"operations[{self.first_index + offset}] ({op.name}).params.{name}", value)
+                for offset, (op, params) in enumerate(self.ops)
+                for name in type(params).model_fields
+                if isinstance(value := getattr(params, name), ImageResource)]
+
+    def with_resources(self, loaded: Mapping[ImageResource, LoadedImage]) -> "Plan":
+        """This plan with each resource parameter holding its decoded image from ``loaded``
+        (keyed by the resource as the job gave it); its key names each image by its digest."""
+        ops = []
+        for op, params in self.ops:
+            update = {name: value.loaded(loaded[value]) for name in type(params).model_fields
+                      if isinstance(value := getattr(params, name), ImageResource)}
+            ops.append((op, params.model_copy(update=update) if update else params))
+        return Plan(ops, self.max_output_pixels, self.first_index)
 
     @functools.cached_property
     def key(self) -> str:
@@ -82,23 +154,38 @@ class Plan:
     def _bind_uncached(self, shape: ImageShape) -> BoundPlan:
         steps = []
         current = shape
-        for index, (op, params) in enumerate(self.ops):
+        for offset, (op, params) in enumerate(self.ops):
+            index = self.first_index + offset
             try:
                 step = op.bind(params, current)
             except InvalidInput as exc:
                 raise InvalidInput(f"operations[{index}] ({op.name}): {exc}") from None
-            if step is not None:
-                steps.append(step)
-                current = step.out_shape
+            if step is None:
+                continue
+            self._check_pixels(step.out_shape)
+            steps.append(step)
+            current = step.out_shape
+            if step.data_dependent:
+                rest = Plan(self.ops[offset + 1 :], self.max_output_pixels, index + 1)
+                return BoundPlan(shape, current, tuple(steps), rest)
         return BoundPlan(shape, current, tuple(steps))
 
+    def _check_pixels(self, shape: ImageShape) -> None:
+        pixels = shape[1] * shape[2]
+        if self.max_output_pixels is not None and pixels > self.max_output_pixels:
+            raise LimitExceeded(
+                f"the operations would make a {shape[2]}x{shape[1]} image ({pixels:,} pixels), over "
+                f"the output-pixel limit MAX_OUTPUT_PIXELS={self.max_output_pixels:,}")
 
-def compile_plan(operations: Iterable[Any], max_operations: int | None = None) -> Plan:
+
+def compile_plan(operations: Iterable[Any], max_operations: int | None = None,
+                 max_output_pixels: int | None = None) -> Plan:
     """Validate a job's ``operations`` (JSON form) into a :class:`Plan`.
 
     Each item is ``{"type": <op name>, "params": {...}}``; ``params`` may be left out when the op
     needs none. Raises :class:`InvalidInput` naming the first bad operation and what is allowed,
-    or :class:`LimitExceeded` when there are more than ``max_operations``.
+    or :class:`LimitExceeded` when there are more than ``max_operations``. ``max_output_pixels``
+    is checked whenever the plan binds (:meth:`Plan.bind`).
     """
     if isinstance(operations, (str, bytes, dict)) or not isinstance(operations, Iterable):
         raise InvalidInput(f"operations must be a list of {{'type': ..., 'params': {{...}}}}, got {type(operations).__name__}")
@@ -107,7 +194,7 @@ def compile_plan(operations: Iterable[Any], max_operations: int | None = None) -
         raise LimitExceeded(
             f"operations: {len(operations)} operations is over the limit MAX_OPERATIONS={max_operations} per job"
         )
-    return Plan([_compile_one(index, item) for index, item in enumerate(operations)])
+    return Plan([_compile_one(index, item) for index, item in enumerate(operations)], max_output_pixels)
 
 
 def _compile_one(index: int, item: Any) -> tuple[Operation, OpParams]:

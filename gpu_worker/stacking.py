@@ -4,26 +4,37 @@ Images of one shape are stacked into a ``(B, C, H, W)`` tensor and every op runs
 stack; mixed shapes are grouped by shape. A group larger than ``max_batch_pixels`` is cut into
 chunks so one huge batch cannot exhaust device memory, and a chunk that still runs out of CUDA
 memory runs again in halving pieces, down to one image, which then runs on the CPU.
+
+After a data-dependent step (``trim``: gpu_worker.plan) each image has a size of its own: the
+operations after it bind again per resulting shape (the output-pixel limit checked there), and
+images whose results share a shape are stacked again. An image whose later operations are refused
+for its new shape gets that error as its result; the others go on.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence, Union
 
 import torch
 
 from gpu_worker.cpu_pool import map_images
+from gpu_worker.errors import JobError
 from gpu_worker.plan import BoundPlan, Plan
+
+#: One image's result: uint8 ``(C, H, W)``, or the error that refused it (only after a
+#: data-dependent step: its later operations bound to its new shape).
+Outcome = Union[torch.Tensor, JobError]
 
 log = logging.getLogger(__name__)
 
 
 class Ran(NamedTuple):
-    """Results of running a plan: one output per input, and how many images each was stacked with."""
+    """Results of running a plan: one output per input (a JobError for an image refused after a
+    data-dependent step), and how many images each was stacked with."""
 
-    outputs: list[torch.Tensor]
+    outputs: list[Outcome]
     stacked: list[int]
 
 
@@ -43,7 +54,8 @@ def chunks(indices: list[int], pixels_per_image: int, max_batch_pixels: int | No
 
 
 def run_stack(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
-    """Run a bound plan on a ``(B, C, H, W)`` stack, surviving CUDA out-of-memory.
+    """Run a bound plan's fixed part (:meth:`BoundPlan.run_fixed`: all of it unless it ends in a
+    data-dependent step) on a ``(B, C, H, W)`` stack, surviving CUDA out-of-memory.
 
     On OOM the stack runs again in pieces of half its size, written into one output tensor, and
     the pieces halve again at each further OOM; a single image that still does not fit runs on
@@ -54,27 +66,27 @@ def run_stack(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
     image's intermediates stay in cache from op to op (faster than stacked: BENCHMARKS.md).
     """
     if batch.device.type == "cpu" and batch.shape[0] > 1:
-        return torch.cat([bound(image) for image in batch.split(1)])
-    result = _unless_oom(lambda: bound(batch))
+        return torch.cat([bound.run_fixed(image) for image in batch.split(1)])
+    result = _unless_oom(lambda: bound.run_fixed(batch))
     if result is not None:
         return result
     count = batch.shape[0]
     if count == 1:
         return _on_the_cpu(bound, batch)
-    out = _output(torch.Size((count, *bound.out_shape)), batch.device)
+    out = _output(torch.Size((count, *bound.fixed_shape)), batch.device)
     size = count // 2
     log.warning("CUDA out of memory on a batch of %d: running it in pieces of %d", count, size)
     start = 0
     while start < count:
         piece = batch[start : start + size]
-        result = _unless_oom(lambda: bound(piece))
+        result = _unless_oom(lambda: bound.run_fixed(piece))
         if result is None and size > 1:
             size //= 2
             log.warning("CUDA out of memory on a piece of %d: pieces of %d from image %d on", len(piece), size, start)
             continue
         if result is None:
             log.warning("CUDA out of memory on one %s image: running it on the CPU", tuple(piece.shape[1:]))
-            result = bound(piece.cpu())
+            result = bound.run_fixed(piece.cpu())
         out[start : start + len(piece)] = result
         start += len(piece)
         del result
@@ -98,7 +110,7 @@ def _unless_oom(make: Callable[[], torch.Tensor]) -> torch.Tensor | None:
 def _on_the_cpu(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
     """Run a one-image ``batch`` on the CPU; the result goes back to its device if it fits there."""
     log.warning("CUDA out of memory on one %s image: running it on the CPU", tuple(batch.shape[1:]))
-    result = bound(batch.cpu())
+    result = bound.run_fixed(batch.cpu())
     moved = _unless_oom(lambda: result.to(batch.device))
     if moved is None:
         log.warning("no room on %s for the %s result: it stays on the host", batch.device, tuple(result.shape))
@@ -114,36 +126,73 @@ def _output(shape: torch.Size, device: torch.device) -> torch.Tensor:
     return out
 
 
-def run_images(bound: BoundPlan, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def run_images(bound: BoundPlan, images: Sequence[torch.Tensor],
+               max_batch_pixels: int | None = None) -> list[Outcome]:
     """Run a bound plan on same-shaped uint8 ``(C, H, W)`` images; one output per image.
 
     On CUDA they are stacked and run as one ``(B, C, H, W)`` call (:func:`run_stack`). On the CPU
     each runs alone and nothing is stacked: stacking copies every decoded pixel to save kernel
     launches the CPU does not have; several images run at once when the worker's runtime set up
-    :mod:`gpu_worker.cpu_pool`.
+    :mod:`gpu_worker.cpu_pool`. When the plan ends in a data-dependent step, that step runs once
+    on the whole stack and the operations after it run as their own plan (:func:`run_plan_counted`,
+    ``max_batch_pixels`` per stack), so an output may be a JobError (see :data:`Outcome`).
     """
-    if images[0].device.type == "cpu":
-        return map_images(lambda image: bound(image.unsqueeze(0))[0], images)
+    if images[0].device.type != "cpu":
+        return run_stacked(bound, images, max_batch_pixels)
+    if bound.rest is None:
+        return map_images(lambda image: bound.run_fixed(image.unsqueeze(0))[0], images)
+    pieces = map_images(lambda image: bound.split(bound.run_fixed(image.unsqueeze(0)))[0], images)
+    return run_plan_counted(bound.rest, pieces, max_batch_pixels).outputs
+
+
+def run_stacked(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None) -> list[Outcome]:
+    """:func:`run_images` as it runs on CUDA, on any device: the images stacked, one call per op
+    (:func:`run_stack`), a data-dependent step once on the whole stack, equal shapes after it
+    stacked again (on the CPU that second stage runs image by image)."""
     stack = torch.stack(list(images)) if len(images) > 1 else images[0].unsqueeze(0)
-    return list(run_stack(bound, stack).unbind(0))
+    out = run_stack(bound, stack)
+    if bound.rest is None:
+        return list(out.unbind(0))
+    return run_plan_counted(bound.rest, _split(bound, out), max_batch_pixels).outputs
+
+
+def _split(bound: BoundPlan, stack: torch.Tensor) -> list[torch.Tensor]:
+    """The data-dependent step on a whole stack (one call); image by image when that runs out
+    of CUDA memory."""
+    pieces = _unless_oom(lambda: bound.split(stack))
+    if pieces is not None:
+        return pieces
+    log.warning("CUDA out of memory in %s on a stack of %d: image by image", bound.steps[-1].name, len(stack))
+    return [bound.split(image)[0] for image in stack.split(1)]
 
 
 def run_plan_counted(plan: Plan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None) -> Ran:
     """Run ``plan`` on images ``(C, H, W)`` uint8 (all on one device), batched by shape.
 
     Returns one uint8 ``(C', H', W')`` tensor per input, in input order, on the input's device
-    (each a view into its batch's output), and the size of the stack each one ran in.
+    (each a view into its batch's output), and the size of the stack each one ran in. A shape the
+    plan cannot bind (a JobError: a crop box outside the image, over the output-pixel limit) gives
+    that error as the output of each image of that shape.
     """
-    outputs: list[torch.Tensor | None] = [None] * len(images)
+    outputs: list[Outcome | None] = [None] * len(images)
     stacked = [0] * len(images)
     for shape, indices in group_by_shape(images).items():
-        bound = plan.bind(shape)
+        try:
+            bound = plan.bind(shape)
+        except JobError as exc:
+            for i in indices:
+                outputs[i], stacked[i] = exc, 1
+            continue
         for chunk in chunks(indices, shape[1] * shape[2], max_batch_pixels):
-            for i, image in zip(chunk, run_images(bound, [images[i] for i in chunk])):
+            for i, image in zip(chunk, run_images(bound, [images[i] for i in chunk], max_batch_pixels)):
                 outputs[i], stacked[i] = image, len(chunk)
     return Ran(outputs, stacked)  # type: ignore[arg-type]
 
 
 def run_plan(plan: Plan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None) -> list[torch.Tensor]:
-    """:func:`run_plan_counted` without the stack sizes."""
-    return run_plan_counted(plan, images, max_batch_pixels).outputs
+    """:func:`run_plan_counted` without the stack sizes; raises the first image's error, if any."""
+    outputs = run_plan_counted(plan, images, max_batch_pixels).outputs
+    for out in outputs:
+        if isinstance(out, JobError):
+            raise out
+    return outputs  # type: ignore[return-value]

@@ -18,9 +18,11 @@ from kernels.filters import FILTERS, apply_filter, convolve
 from kernels.flip import FLIP_DIRECTIONS, flip
 from kernels.lut import Lut3D, lut3d
 from kernels.rank import RANK_KINDS, RANK_SIZES, mode_filter, rank_filter
+from kernels.overlay import overlay
 from kernels.resize import RESAMPLING_FILTERS, resize
 from kernels.rotate import ROTATE_FILTERS, mode_color, rotate, rotated_size
 from kernels.stats import histograms, mean_luma
+from kernels.trim import trim, trim_boxes
 from kernels.tone import autocontrast, colorize, equalize, gamma, invert, pixelate, posterize, solarize
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "lut3d",
     "mean_luma",
     "mode_filter",
+    "overlay",
     "pixelate",
     "posterize",
     "rank_filter",
@@ -56,5 +59,7 @@ __all__ = [
     "rotate",
     "rotated_size",
     "solarize",
+    "trim",
+    "trim_boxes",
     "unsharp_mask",
 ]

@@ -13,6 +13,8 @@ import torch
 from photos import COLOR_PHOTOS, sample, to_tensor
 
 from gpu_worker.operations import REGISTRY
+from gpu_worker.plan import compile_plan
+from gpu_worker.resources import load_resources
 
 Kernel = Callable[[torch.Tensor], torch.Tensor]
 
@@ -23,12 +25,14 @@ SIZE = (29, 23)  # width, height: small, odd, larger than every kernel
 
 def _kernels() -> dict[str, Kernel]:
     """id -> kernel with fixed arguments: every registered operation's examples, bound to SIZE
-    (the kernel of each step; an example that leaves the image as it is has none)."""
+    (the kernel of each step; an example that leaves the image as it is has none). A data-dependent
+    step's kernel returns one tensor per image (tests/test_trim.py holds it to the same rules)."""
     found = {}
     for name, entry in REGISTRY.items():
         for i, params in enumerate(entry.examples):
-            step = entry.bind(entry.params_model.model_validate(params), (3, SIZE[1], SIZE[0]))
-            if step is not None:
+            loaded = load_resources(compile_plan([{"type": name, "params": params}])).ops[0][1]  # overlay's image
+            step = entry.bind(loaded, (3, SIZE[1], SIZE[0]))
+            if step is not None and not step.data_dependent:
                 found[f"{name}-{i}"] = step.kernel
     return found
 

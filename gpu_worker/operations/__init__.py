@@ -40,9 +40,11 @@ REGISTRY: dict[str, Operation] = _discover()
 
 def apply_reference(image, operations: list[dict]):
     """A job's ``operations`` (JSON form) applied to a PIL image by each entry's Pillow reference,
-    in order: the oracle for the worker's pixels. Raises pydantic's ValidationError or KeyError
-    for operations the worker would refuse."""
-    for op in operations:
-        entry = REGISTRY[op["type"]]
-        image = entry.reference(image, entry.params_model.model_validate(op.get("params") or {}))
+    in order: the oracle for the worker's pixels. Resource parameters (overlay's image) are loaded
+    as the worker loads them. Raises InvalidInput for operations the worker would refuse."""
+    from gpu_worker.plan import compile_plan  # (the plan imports this package)
+    from gpu_worker.resources import load_resources
+
+    for op, params in load_resources(compile_plan(operations)).ops:
+        image = op.reference(image, params)
     return image

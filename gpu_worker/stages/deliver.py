@@ -17,7 +17,7 @@ from gpu_worker.stages.item import Item, each_threaded, live
 
 def store_cache(item: Item, cache: ResultCache) -> None:
     if not item.cached:
-        cache.put(cache_key(item), (item.encoded, dict(item.analysis)), len(item.encoded))
+        cache.put(cache_key(item), (item.encoded, dict(item.analysis), item.result_size), len(item.encoded))
 
 
 def upload_all(items: list[Item], settings: Settings, job_id: str) -> None:
@@ -46,7 +46,7 @@ def item_response(item: Item, timings: dict[str, float], device: str) -> dict[st
     if item.error is not None:
         return error_response(item.error)
     out = item.spec.output
-    _, h, w = item.plan.output_shape((item.info.channels, item.info.height, item.info.width))
+    w, h = item.result_size
     response: dict[str, Any] = {"success": True}
     if item.url is not None:
         response["processed_image_url"] = item.url

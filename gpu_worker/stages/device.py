@@ -77,7 +77,11 @@ def run_operations(items: list[Item], executor: OpsExecutor, policy: DevicePolic
             fail_all(group, "running the operations", exc)
             continue
         for item, out, stacked in zip(group, ran.outputs, ran.stacked):
+            if isinstance(out, JobError):  # refused for its size after a data-dependent step
+                item.fail(item.named(str(out)))
+                continue
             item.result, item.source, item.stacked = out, None, stacked
+            item.result_size = (out.shape[2], out.shape[1])
     analyze_items(items, "result")
     policy.sync()
     if policy.device.type == "cuda":

@@ -1,10 +1,13 @@
-"""The stages before any pixel: validate, fetch, probe (with the limits the header allows
-checking), and the result-cache lookup. Each refuses what would fail later, cheaply."""
+"""The stages before any pixel: validate, the resources (images that operation parameters name:
+fetched and decoded once per job, before any source), fetch, probe (with the limits the header
+allows checking), and the result-cache lookup. Each refuses what would fail later, cheaply."""
 
 from __future__ import annotations
 
 import hashlib
 import time
+
+import torch
 
 from gpu_worker.cache import ResultCache
 from gpu_worker.codecs import check_pixels, probe
@@ -13,19 +16,45 @@ from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
 from gpu_worker.fetch import fetch_source
 from gpu_worker.formats import OUTPUT_FORMATS
+from gpu_worker.operations.resources import ImageResource, LoadedImage
 from gpu_worker.plan import compile_plan
+from gpu_worker.resources import load_image
 from gpu_worker.schema import parse_item
-from gpu_worker.stages.item import Item, each, each_threaded, live
+from gpu_worker.stages.item import Item, describe_failure, each, each_threaded, live
 
 
 def validate(item: Item, settings: Settings) -> None:
     """The item's JSON -> ``spec`` and ``plan``."""
     item.spec = parse_item(item.raw, item.where)
     try:
-        item.plan = compile_plan(item.spec.operations, settings.max_operations)
+        item.plan = compile_plan(item.spec.operations, settings.max_operations, settings.max_output_pixels)
     except JobError as exc:
         # compile_plan's messages start with "operations...": name the item before it.
         raise type(exc)(str(exc) if item.where == "input" else f"{item.where}.{exc}") from None
+
+
+def load_resources(items: list[Item], settings: Settings, device: torch.device) -> None:
+    """Fetch, probe and decode onto ``device`` every distinct resource the live items' operations
+    name (overlay's ``image``), once for the job, with a source's limits (MAX_SOURCE_BYTES,
+    FETCH_TIMEOUT_S, MAX_DECODED_PIXELS); each item's plan then holds the decoded images. A
+    resource that fails fails the items that use it, with a message naming their field."""
+    uses: dict[ImageResource, list[tuple[Item, str]]] = {}
+    for item in live(items):
+        for field, resource in item.plan.resources():
+            uses.setdefault(resource, []).append((item, field))
+    loaded: dict[ImageResource, LoadedImage] = {}
+    for resource, users in uses.items():
+        first = users[0][1]
+        try:
+            loaded[resource] = load_image(resource, device, field=first, max_bytes=settings.max_source_bytes,
+                                          timeout_s=settings.fetch_timeout_s, max_pixels=settings.max_decoded_pixels)
+        except Exception as exc:  # noqa: BLE001 - its users fail; the job's other items go on
+            message = describe_failure(f"loading {first}", exc)
+            for item, field in users:
+                item.fail(item.named(message.replace(first, field, 1)))
+    for item in live(items):
+        if item.plan.resources():
+            item.plan = item.plan.with_resources(loaded)
 
 
 def fetch_all(items: list[Item], settings: Settings, digests: bool) -> None:
@@ -65,9 +94,11 @@ def probe_item(item: Item, settings: Settings) -> None:
 
 def check_plan_sizes(item: Item, settings: Settings) -> None:
     """Infer every intermediate size from the header: a plan that would blow up, or a result
-    the output format cannot store, is refused here, before decoding."""
+    the output format cannot store, is refused here, before decoding. After a data-dependent
+    operation (``trim``) sizes are known only once it has run: the plan checks the output-pixel
+    limit when the operations after it bind (gpu_worker.plan), the encoder the format's sides."""
     shape = (item.info.channels, item.info.height, item.info.width)
-    bound = item.plan.bind(shape)
+    bound = item.plan.bind(shape)  # (raises LimitExceeded for a step over max_output_pixels)
     largest = max((s.out_shape for s in bound.steps), key=lambda s: s[1] * s[2], default=shape)
     pixels = largest[1] * largest[2]
     if pixels > settings.max_output_pixels:
@@ -76,14 +107,17 @@ def check_plan_sizes(item: Item, settings: Settings) -> None:
             f"the output-pixel limit MAX_OUTPUT_PIXELS={settings.max_output_pixels:,}")
     fmt = OUTPUT_FORMATS[item.spec.output.format]
     _, h, w = bound.out_shape
-    if max(h, w) > fmt.max_side:
+    if bound.shape_known and max(h, w) > fmt.max_side:
         raise InvalidInput(f"output.format: {fmt.name} stores at most {fmt.max_side} pixels a side, "
                            f"and the result would be {w}x{h}")
 
 
 def check_batch_pixels(items: list[Item], settings: Settings) -> None:
-    """Refuse the whole job when its images together hold more than MAX_BATCH_PIXELS."""
-    total = sum(item.info.width * item.info.height for item in live(items))
+    """Refuse the whole job when its images together hold more than MAX_BATCH_PIXELS: the
+    sources, and each distinct resource image (loaded once) once."""
+    resources = {resource.model_dump()["sha256"]: resource.image.shape[1] * resource.image.shape[2]
+                 for item in live(items) for _, resource in item.plan.resources()}
+    total = sum(item.info.width * item.info.height for item in live(items)) + sum(resources.values())
     if total > settings.max_batch_pixels:
         raise LimitExceeded(
             f"the batch's images hold {total:,} pixels in all, over the per-batch limit "
@@ -100,6 +134,6 @@ def cache_key(item: Item) -> str:
 def lookup_cache(item: Item, cache: ResultCache) -> None:
     hit = cache.get(cache_key(item))
     if hit is not None:
-        item.encoded, analysis = hit
+        item.encoded, analysis, item.result_size = hit
         item.analysis = dict(analysis)
         item.cached = True

@@ -43,6 +43,7 @@ class Item:
     source: Optional[torch.Tensor] = None  # decode, until the operations have run: uint8 (C, H, W)
     result: Optional[torch.Tensor] = None  # operations, until encoded: uint8 (C, H, W)
     stacked: int = 0  # operations: images batched with this one (one stacked kernel call per op on CUDA)
+    result_size: Optional[tuple[int, int]] = None  # operations (or cache lookup): (width, height) of the result
     encoded: Optional[bytes] = None  # encode (or cache lookup)
     url: Optional[str] = None  # deliver: presigned bucket URL, when the result was uploaded
     analysis: dict = field(default_factory=dict)  # decode ("source") and operations ("result")
