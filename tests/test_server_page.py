@@ -169,3 +169,33 @@ def test_a_failed_item_shows_its_error(page):
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_role("status").first.filter(has_text=re.compile("FAILED")).wait_for(timeout=60_000)
     assert "image.url" in page.get_by_role("status").first.inner_text()
+
+
+def test_list_and_object_parameters_are_typed_as_json(page, tmp_path):
+    """An overlay's image ({"base64": ...}), a gravity as [x, y] and a colour as [r, g, b] are
+    typed as JSON in the form and go into the job as an object and lists; the job runs."""
+    [source] = photos(tmp_path, 1)
+    page.get_by_label("Drop images here, or choose files").set_input_files(str(source))
+    page.get_by_role("button", name=f"Remove image {source.name}").wait_for()
+    buffer = io.BytesIO()
+    photo("coffee.png").resize((40, 30)).convert("RGBA").save(buffer, "PNG")
+    mark = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+    page.get_by_label("Operation", exact=True).select_option("overlay")
+    page.get_by_role("button", name="Add operation").click()
+    overlay = page.get_by_role("group", name="3. overlay")
+    overlay.get_by_label("image").fill(json.dumps({"base64": mark}))
+    overlay.get_by_label("gravity").fill("[0.25, 0.75]")
+    page.get_by_label("Operation", exact=True).select_option("rotate")
+    page.get_by_role("button", name="Add operation").click()
+    rotate = page.get_by_role("group", name="4. rotate")
+    rotate.get_by_label("angle").fill("30")
+    rotate.get_by_label("background").fill("[255, 0, 0]")
+
+    operations = json.loads(page.get_by_label("As JSON").input_value())["input"]["operations"]
+    assert operations[2] == {"type": "overlay", "params": {"image": {"base64": mark}, "gravity": [0.25, 0.75]}}
+    assert operations[3] == {"type": "rotate", "params": {"angle": 30, "background": [255, 0, 0]}}
+    page.get_by_role("button", name="Run", exact=True).click()
+    status = page.get_by_role("status").first
+    status.filter(has_text=re.compile("Completed|FAILED|Error")).wait_for(timeout=60_000)
+    assert "Completed" in status.inner_text(), status.inner_text()

@@ -185,12 +185,14 @@ function moveButton(text, label, op, step) {
   return b;
 }
 
-// A JSON-schema property as {type, nullable, minimum, maximum, enum, default}.
+// A JSON-schema property as {type, json, nullable, minimum, maximum, enum, default}; json: some of
+// its forms are objects or lists (a colour as [r, g, b], an overlay's {"url": ...}), typed as JSON.
 function describe(prop) {
   const nonNull = (prop.anyOf || [prop]).filter((p) => p.type !== "null");
   const base = nonNull[0] || {};
+  const json = nonNull.some((p) => p.type === "object" || p.type === "array" || p.$ref !== undefined);
   return {
-    type: base.type, enum: base.enum, minimum: base.minimum, maximum: base.maximum,
+    type: base.type, json, enum: base.enum, minimum: base.minimum, maximum: base.maximum,
     nullable: Boolean(prop.anyOf && prop.anyOf.some((p) => p.type === "null")),
     default: prop.default, title: prop.title || "", description: prop.description || "",
   };
@@ -249,7 +251,7 @@ function inputFor(d, value, required) {
     input.required = required && !d.nullable;
   }
   const shown = value ?? d.default;
-  input.value = shown === null || shown === undefined ? "" : shown;
+  input.value = shown === null || shown === undefined ? "" : (typeof shown === "object" ? JSON.stringify(shown) : shown);
   if (d.nullable) input.placeholder = "not set";
   return input;
 }
@@ -260,6 +262,7 @@ function hintFor(d, required) {
   if (d.default !== undefined && d.default !== null) parts.push(`default ${d.default}`);
   else if (d.nullable) parts.push("optional");
   if (required) parts.push("required");
+  if (d.json) parts.push("a list or object is typed as JSON");
   if (d.description) parts.push(d.description.replaceAll("`", ""));
   return parts.join("; ");
 }
@@ -270,6 +273,10 @@ function readInput(input, d) {
   if (input.value === "") return undefined;
   if (d.type === "integer") return Number.parseInt(input.value, 10);
   if (d.type === "number") return Number.parseFloat(input.value);
+  const text = input.value.trim();
+  if (d.json && (text.startsWith("{") || text.startsWith("["))) {
+    try { return JSON.parse(text); } catch { /* sent as typed: the worker names what is wrong */ }
+  }
   return input.value;
 }
 
