@@ -14,6 +14,7 @@ import uuid
 from typing import Any, Callable, Optional
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from gpu_worker.client.s3 import ClientError
 
@@ -43,15 +44,16 @@ class RemoteBackend:
             again.
         poll_s: the longest pause between status polls, seconds (they start at 0.1 s).
         poll_retries: status polls that may fail in a row (network) before the job is given up
-            and tried again.
+            and tried again; the pause after the n-th is ``poll_backoff_s * 2 ** (n - 1)``.
         stop: once set, a job being polled is cancelled and given up (Ctrl-C).
     """
 
     def __init__(self, endpoint_id: str, api_key: str, base_url: Optional[str] = None,
                  job_timeout_s: float = 900.0, poll_s: float = 1.0, poll_retries: int = 3,
-                 stop: Optional[threading.Event] = None) -> None:
+                 poll_backoff_s: float = 1.0, stop: Optional[threading.Event] = None) -> None:
         self.endpoint_id, self.api_key, self.base_url = endpoint_id, api_key, base_url
         self.job_timeout_s, self.poll_s, self.poll_retries = job_timeout_s, poll_s, poll_retries
+        self.poll_backoff_s = poll_backoff_s
         self.stop = stop or threading.Event()
         self._local = threading.local()
 
@@ -68,6 +70,10 @@ class RemoteBackend:
                 endpoint = self._local.endpoint = runpod.Endpoint(self.endpoint_id, api_key=self.api_key)
             finally:
                 runpod.endpoint_url_base = saved
+            # The SDK's session retries refused connections 5 times with pauses of up to 16 s on
+            # http://; retries here are this client's own (run_with_retries, the poll loop).
+            for prefix in ("http://", "https://"):
+                endpoint.rp_client.rp_session.mount(prefix, HTTPAdapter(max_retries=0))
         return endpoint
 
     def run(self, job_input: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +94,7 @@ class RemoteBackend:
                 failures += 1
                 if failures > self.poll_retries:
                     raise
-                self.stop.wait(min(30.0, 0.5 * 2 ** failures))
+                self.stop.wait(min(30.0, self.poll_backoff_s * 2 ** (failures - 1)))
                 continue
             except Permanent as exc:
                 if "404" in str(exc):  # the endpoint forgot the job (restarted, expired)

@@ -57,6 +57,9 @@ def pack(items: list[Item], defaults: dict[str, Any], batch: int, max_body: int 
     refused: list[tuple[Item, str]] = []
     current = Batch()
     for item in items:
+        if item.kind != "url" and item.size == 0:
+            refused.append((item, "the file is empty (0 bytes)"))
+            continue
         how, cost = _travel(item, room, can_stage)
         if how is None:
             refused.append((item, f"{item.size:,} bytes is too large to send inline (its base64 would pass the "
@@ -90,6 +93,8 @@ def image_field(item: Item, how: str, read: Callable[[Item], bytes],
     if how == "url":
         return {"url": item.location}, 0
     data = read(item)
+    if not data:
+        raise OSError("the file is empty (0 bytes)")
     if how == "base64":
         return {"base64": base64.b64encode(data).decode("ascii")}, len(data)
     assert stage is not None, "a staged item needs a staging bucket"

@@ -84,7 +84,7 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
 
     backend = (LocalBackend() if options.local else
                RemoteBackend(options.endpoint, options.api_key, options.base_url, options.job_timeout_s,
-                             options.poll_s, stop=stop))
+                             options.poll_s, poll_backoff_s=options.retry.backoff_s, stop=stop))
     progress = Progress(len(todo), options.progress)
     progress.advance(0, len(refused))
     lock = threading.Lock()
