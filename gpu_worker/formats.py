@@ -23,7 +23,8 @@ class OutputFormat:
         aliases: other accepted spellings (any case).
         mime: MIME type of a file in this format.
         extension: file extension, without the dot.
-        max_side: largest width or height the format stores, pixels.
+        max_side: largest width or height the format stores, pixels (AVIF: the largest libavif
+            reads back by default).
         alpha: how an alpha channel is stored: "kept", "flattened onto white", or a sentence.
         animation: whether the format can hold several frames.
         encoder: which encoder writes it, per device.
@@ -70,7 +71,7 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
                  encoder="host threads: libwebp through Pillow; grey is stored as RGB; `lossless: true` stores "
                          "every pixel exactly (then `quality` is the compression effort)",
                  lossless=True, metadata=("exif", "xmp"), budget=True),
-    OutputFormat("AVIF", (), "image/avif", "avif", 16_384, alpha="kept", animation=False,
+    OutputFormat("AVIF", (), "image/avif", "avif", 32_768, alpha="kept", animation=False,
                  encoder="host threads: libavif (AOM) through Pillow, 4:2:0 (grey: 4:0:0); `speed` 0 (slowest, "
                          "smallest) to 10 (fastest), default 6",
                  speed=(0, 10, 6), metadata=("exif", "xmp"), budget=True),

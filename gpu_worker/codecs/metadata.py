@@ -25,7 +25,7 @@ from typing import Optional
 
 from PIL import ExifTags, Image, ImageCms
 
-__all__ = ["SourceMetadata", "Kept", "read_source", "kept_metadata", "embed"]
+__all__ = ["SourceMetadata", "Kept", "read_source", "kept_metadata", "writable", "embed"]
 
 #: The EXIF header JPEG's APP1 segment (and Pillow's ``info["exif"]``) starts with.
 _EXIF_HEADER = b"Exif\x00\x00"
@@ -286,3 +286,13 @@ def embed(data: bytes, format: str, kept: Kept) -> tuple[bytes, Kept]:
     if kept.exif is None and kept.xmp is None:
         return data, kept
     return _EMBEDDERS[format](data, kept)
+
+
+def writable(format: str, kept: Kept) -> Kept:
+    """What of ``kept`` a ``format`` file can hold: in a JPEG each block must fit in one marker
+    segment (65,533 bytes with its header); larger ones are left out."""
+    if format != "JPEG":
+        return kept
+    exif = kept.exif if kept.exif is not None and len(_EXIF_HEADER) + len(kept.exif) <= _JPEG_SEGMENT_MAX else None
+    xmp = kept.xmp if kept.xmp is not None and len(_XMP_JPEG_HEADER) + len(kept.xmp) <= _JPEG_SEGMENT_MAX else None
+    return Kept(exif=exif, xmp=xmp)
