@@ -125,11 +125,11 @@ SOURCE_FORMATS: tuple[SourceFormat, ...] = (
     SourceFormat("PNG", ("PNG",), "every bit depth and colour type, interlaced; 16 bits become 8", "Pillow (libpng)"),
     SourceFormat("WebP", ("WEBP",), "lossy, lossless, alpha; animated: first frame",
                  "libwebp through torchvision; animated by Pillow"),
-    SourceFormat("AVIF", ("AVIF",), "8, 10 and 12 bits, alpha, grey; animated (AVIS): first frame",
+    SourceFormat("AVIF", ("AVIF",), "colour, alpha, grey (stays one channel); EXIF orientation and `irot`/`imir` applied; animated (AVIS): first frame",
                  "libavif (dav1d) through Pillow, on the host"),
     SourceFormat("GIF", ("GIF",), "first frame; transparency becomes alpha", "Pillow"),
     SourceFormat("BMP", ("BMP",), "palette and true colour", "Pillow"),
-    SourceFormat("TIFF", ("TIFF",), "first page; raw, LZW, deflate, JPEG", "Pillow (libtiff)"),
+    SourceFormat("TIFF", ("TIFF",), "first page", "Pillow (libtiff)"),
     SourceFormat("PPM", ("PPM",), "PBM, PGM, PPM", "Pillow"),
     SourceFormat("ICO", ("ICO",), "the largest picture", "Pillow"),
 )
