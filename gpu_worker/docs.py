@@ -1,5 +1,5 @@
-"""The README's tables that are made from the code: operations (from the registry) and output
-formats (from the formats table).
+"""The README's tables that are made from the code: operations (from the registry), and the
+formats read and written (from the formats table).
 
     python -m gpu_worker.docs          # print the tables
     python -m gpu_worker.docs --write  # replace them in README.md
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, get_args, get_origin
 
-from gpu_worker.formats import OUTPUT_FORMATS
+from gpu_worker.formats import OUTPUT_FORMATS, QUALITY_RANGE, REFUSED_SOURCES, SOURCE_FORMATS
 from gpu_worker.operations import REGISTRY
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -60,18 +60,32 @@ def operations_table() -> str:
 
 def formats_table() -> str:
     """One row per output format."""
-    rows = ["| format | also accepted | MIME type | extension | largest side | alpha | animation | encoder |\n",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |\n"]
+    rows = ["| format | also accepted | MIME type | extension | largest side | alpha | `quality` | `lossless` | "
+            "`speed` | `keep_metadata` keeps | `max_bytes` | animation | encoder |\n",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"]
+    low, high = QUALITY_RANGE
     for f in OUTPUT_FORMATS.values():
         aliases = ", ".join(f"`{a}`" for a in f.aliases) or "–"
-        rows.append(f"| `{f.name}` | {aliases} | `{f.mime}` | `.{f.extension}` | {f.max_side:,} | "
-                    f"{'kept' if f.alpha else 'flattened onto white'} | {'yes' if f.animation else 'no'} | "
-                    f"{f.encoder} |\n")
+        speed = f"{f.speed[0]}-{f.speed[1]} (default {f.speed[2]})" if f.speed else "–"
+        kept = ", ".join(name.upper() for name in f.metadata) or "nothing"
+        rows.append(f"| `{f.name}` | {aliases} | `{f.mime}` | `.{f.extension}` | {f.max_side:,} | {f.alpha} | "
+                    f"{f'{low}-{high}' if f.quality else '–'} | {'yes' if f.lossless else '–'} | {speed} | {kept} | "
+                    f"{'yes' if f.budget else '–'} | {'yes' if f.animation else 'no'} | {f.encoder} |\n")
+    return "".join(rows)
+
+
+def sources_table() -> str:
+    """One row per source format read, then one per source refused by name."""
+    rows = ["| source | read | decoder |\n", "| --- | --- | --- |\n"]
+    for f in SOURCE_FORMATS:
+        rows.append(f"| {f.name} | {f.reads} | {f.decoder} |\n")
+    for r in REFUSED_SOURCES:
+        rows.append(f"| {r.name} | refused, recognised by {r.signature}: {r.reason} | – |\n")
     return "".join(rows)
 
 
 #: Each generated table, found in the README by its header line.
-TABLES: tuple[Callable[[], str], ...] = (operations_table, formats_table)
+TABLES: tuple[Callable[[], str], ...] = (operations_table, formats_table, sources_table)
 
 
 def find_table(text: str, table: str) -> Optional[re.Match]:

@@ -5,7 +5,8 @@ A single-image job::
 
     {"image": {"url": "https://..."} | {"base64": "..."},
      "operations": [{"type": "resize", "params": {"width": 800}}, ...],
-     "output": {"format": "JPEG" | "PNG" | "WEBP", "quality": 1..100, "upload": false},
+     "output": {"format": "JPEG" | "PNG" | "WEBP" | "AVIF" | "GIF", "quality": 1..100, "upload": false,
+                "lossless": false, "speed": 0..10, "keep_metadata": false, "max_bytes": 1..},
      "analysis": "source" | "result" | "both" | true | false}
 
 A batch job is ``{"images": [<single-image job>, ...]}``; ``operations``, ``output`` and
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from gpu_worker.errors import InvalidInput, LimitExceeded
-from gpu_worker.formats import OUTPUT_FORMATS, output_format
+from gpu_worker.formats import OUTPUT_FORMATS, QUALITY_RANGE, formats_with, output_format
 from gpu_worker.validation import describe, short
 
 
@@ -42,13 +43,26 @@ class ImageSource(_Strict):
         return self
 
 
+_SPEEDS = [f.speed for f in OUTPUT_FORMATS.values() if f.speed is not None]
+
+
 class OutputSpec(_Strict):
-    """How the result is encoded and returned."""
+    """How the result is encoded and returned. Which settings apply to which format is the
+    formats table's (`gpu_worker.formats`); a setting given for a format it does not apply to is
+    refused, naming the field."""
 
     format: str = "JPEG"
-    quality: int = Field(default=85, ge=1, le=100)
+    quality: int = Field(default=85, ge=QUALITY_RANGE[0], le=QUALITY_RANGE[1])
     #: Put the result in the bucket and return a presigned URL even when it is small.
     upload: bool = False
+    #: Store every pixel exactly (WebP).
+    lossless: bool = False
+    #: The encoder's speed (AVIF: 0 slowest, smallest file, to 10 fastest); None: the format's default.
+    speed: Optional[int] = Field(default=None, ge=min(s[0] for s in _SPEEDS), le=max(s[1] for s in _SPEEDS))
+    #: Keep the source's EXIF (orientation set to 1) and XMP where the format carries them.
+    keep_metadata: bool = False
+    #: The largest file, bytes: the highest quality not above ``quality`` that fits (JPEG, WebP, AVIF).
+    max_bytes: Optional[int] = Field(default=None, ge=1)
 
     @field_validator("format")
     @classmethod
@@ -57,6 +71,31 @@ class OutputSpec(_Strict):
             return output_format(value).name
         except KeyError:
             raise ValueError(f"unknown output format {short(value)}; allowed: {', '.join(OUTPUT_FORMATS)}") from None
+
+    @field_validator("lossless", "speed", "max_bytes")
+    @classmethod
+    def _applies_to_format(cls, value: Any, info: ValidationInfo) -> Any:
+        """A setting for a format it does not apply to is an error (not silently ignored)."""
+        fmt = info.data.get("format")
+        if fmt is None or value in (None, False):
+            return value
+        attribute = {"lossless": "lossless", "speed": "speed", "max_bytes": "budget"}[info.field_name]
+        allowed = formats_with(attribute)
+        if fmt not in allowed:
+            raise ValueError(f"applies to {', '.join(allowed)} only, not {fmt}")
+        if info.field_name == "speed":
+            low, high, _ = OUTPUT_FORMATS[fmt].speed
+            if not low <= value <= high:
+                raise ValueError(f"{fmt} takes speed {low} to {high}")
+        if info.field_name == "max_bytes" and info.data.get("lossless"):
+            raise ValueError("has no quality to search with lossless: true; give one of them")
+        return value
+
+    @property
+    def encoder_speed(self) -> Optional[int]:
+        """The speed the encoder runs at: the job's, else the format's default (None: no speed)."""
+        spec = OUTPUT_FORMATS[self.format].speed
+        return None if spec is None else (spec[2] if self.speed is None else self.speed)
 
 
 ANALYSIS_TARGETS = ("source", "result", "both")

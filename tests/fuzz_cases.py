@@ -1,9 +1,9 @@
 """Fuzz cases (`fuzz_harness.Case`) from mutants and seeds: single jobs and mixed batch jobs.
 
 Every job is an ordinary base64 job with a small operation list: a resize to 24 pixels wide
-(its filter varies) and an adjust; its output format cycles through JPEG, PNG and WebP, and one
-job in three also asks for analysis (``"both"``: source and result). All of it follows from the
-case's number, so case N is always the same job.
+(its filter varies) and an adjust; its output format cycles through JPEG, PNG, WebP, AVIF and
+GIF, and one job in three also asks for analysis (``"both"``: source and result). All of it
+follows from the case's number, so case N is always the same job.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fuzz_harness import Case
 from mutants import SEED_SIZE, Mutant, mutant, seeds
 
 FILTERS = ("lanczos", "bicubic", "bilinear", "nearest")
-FORMATS = ("JPEG", "PNG", "WEBP")
+FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF")
 
 
 def b64(data: bytes) -> str:

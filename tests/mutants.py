@@ -3,7 +3,8 @@
 Seeds (`seeds`) are small files of every format the worker reads, written by Pillow (and, where
 Pillow cannot write the variant, assembled by `corpus`): PNG 8/16-bit, grey, grey+alpha, palette
 with tRNS, interlaced, RGBA; JPEG baseline, progressive, grey, CMYK, EXIF-rotated; WebP lossy,
-lossless, with alpha, animated; GIF single, transparent, animated; BMP; TIFF; PPM; ICO.
+lossless, with alpha, animated; AVIF colour, with alpha, grey, EXIF-rotated (``irot``); GIF single,
+transparent, animated; BMP; TIFF; PPM; ICO.
 
 Mutations (`MUTATIONS_BY_FORMAT`) are of two families:
 
@@ -11,9 +12,10 @@ Mutations (`MUTATIONS_BY_FORMAT`) are of two families:
   PNG's IDAT data, the JPEG's entropy-coded scan, the GIF's LZW data, the WebP bitstream, the
   BMP's pixel array), a run of bytes overwritten, the file truncated, garbage appended;
 - structure-aware ones, from a parse of the file's container: PNG chunks, JPEG segments, GIF
-  blocks and RIFF chunks duplicated, removed or swapped with a neighbour; header size fields
-  (IHDR, SOF, the GIF screen and image descriptor, VP8X/VP8/VP8L, BMP and TIFF headers, chunk
-  and segment lengths) overwritten with zero, tiny or huge values. PNG mutants that touch a
+  blocks, RIFF chunks and ISO-BMFF boxes (AVIF's top level and its ``meta`` box's children)
+  duplicated, removed or swapped with a neighbour; header size fields (IHDR, SOF, the GIF screen
+  and image descriptor, VP8X/VP8/VP8L, AVIF's ``ispe``, BMP and TIFF headers, chunk, segment and
+  box lengths) overwritten with zero, tiny or huge values. PNG mutants that touch a
   chunk's body sometimes get the CRC recomputed, so that they reach past libpng's CRC check.
 
 `mutant(n)` is a pure function of the integer ``n``: mutant N is the same bytes on every run and
@@ -90,6 +92,12 @@ def _adam7_png(arr: np.ndarray, color_type: int) -> bytes:
             + png_chunk(b"IEND", b""))
 
 
+def _orientation_exif(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif
+
+
 def _seed_builders(size: tuple[int, int]) -> dict[str, Callable[[], bytes]]:
     """Seed name -> a function writing it (names start with the format, lower case)."""
     rgb = lambda name="astronaut.png": sample("RGB", size, name)  # noqa: E731 (a short alias)
@@ -118,6 +126,10 @@ def _seed_builders(size: tuple[int, int]) -> dict[str, Callable[[], bytes]]:
         "webp-lossy-alpha": lambda: save(rgba(), "WEBP", quality=80),
         "webp-lossless-alpha": lambda: save(rgba(), "WEBP", lossless=True),
         "webp-animated": lambda: corpus.webp_animated(size),
+        "avif-rgb": lambda: save(rgb(), "AVIF", quality=70, speed=8),
+        "avif-alpha": lambda: save(rgba(), "AVIF", quality=70, speed=8),
+        "avif-grey": lambda: save(grey(), "AVIF", quality=70, speed=8),
+        "avif-exif-rotated": lambda: save(rgb("coffee.png"), "AVIF", quality=70, speed=8, exif=_orientation_exif(6)),
         "gif": lambda: corpus.gif(size),
         "gif-transparent": lambda: corpus.gif_transparent(size),
         "gif-animated": lambda: corpus.gif_animated(size),
@@ -138,7 +150,7 @@ def seeds(size: tuple[int, int] = SEED_SIZE) -> dict[str, bytes]:
 
 
 def seed_format(seed: str) -> str:
-    """The container a seed's name says: png, jpeg, webp, gif, bmp, tiff, ppm or ico."""
+    """The container a seed's name says: png, jpeg, webp, avif, gif, bmp, tiff, ppm or ico."""
     return seed.split("-", 1)[0]
 
 
@@ -263,8 +275,30 @@ def tiff_entries(data: bytes) -> list[tuple[int, int, int, int]]:
     return entries
 
 
+def isobmff_parts(data: bytes) -> list[Part]:
+    """An ISO-BMFF (AVIF) file's top-level boxes, each followed by the children of a ``meta``
+    box (a full box: its children start after 4 bytes of version and flags)."""
+
+    def boxes(start: int, end: int) -> list[Part]:
+        parts, pos = [], start
+        while pos + 8 <= end:
+            size = struct.unpack(">I", data[pos : pos + 4])[0]
+            if size < 8 or pos + size > end:
+                break
+            parts.append(Part(data[pos + 4 : pos + 8].decode("latin-1"), pos, pos + size, pos + 8, pos + size))
+            pos += size
+        return parts
+
+    out = []
+    for part in boxes(0, len(data)):
+        out.append(part)
+        if part.kind == "meta":
+            out.extend(boxes(part.body_start + 4, part.end))
+    return out
+
+
 PARSERS: dict[str, Callable[[bytes], list[Part]]] = {
-    "png": png_parts, "jpeg": jpeg_parts, "gif": gif_parts, "webp": riff_parts,
+    "png": png_parts, "jpeg": jpeg_parts, "gif": gif_parts, "webp": riff_parts, "avif": isobmff_parts,
 }
 
 
@@ -272,7 +306,8 @@ def payload_span(data: bytes, fmt: str) -> Optional[tuple[int, int]]:
     """The span of the compressed pixels, where a flipped byte reaches the decoder's core:
     the (first) IDAT's data, the (first) JPEG scan, the first GIF image's LZW data, the WebP
     bitstream chunk, the BMP pixel array; None for the others."""
-    wanted = {"png": ("IDAT",), "jpeg": ("SOS",), "gif": ("image",), "webp": ("VP8 ", "VP8L", "ANMF")}
+    wanted = {"png": ("IDAT",), "jpeg": ("SOS",), "gif": ("image",), "webp": ("VP8 ", "VP8L", "ANMF"),
+              "avif": ("mdat",)}
     if fmt in wanted:
         for part in PARSERS[fmt](data):
             if part.kind in wanted[fmt] and part.body_end > part.body_start:
@@ -424,6 +459,9 @@ def part_length(data: bytes, fmt: str, rng: random.Random):
             return None
         value = rng.choice((0, 1, 2, 3, 255, 65535))
         return _put(data, part.start + 2, ">H", value), f"length-{part.kind}={value}"
+    if fmt == "avif":
+        value = rng.choice(HUGE_VALUES_32)
+        return _put(data, part.start, ">I", value), f"length-{part.kind}={value}"
     if fmt == "webp":
         value = rng.choice(HUGE_VALUES_32)
         if rng.random() < 0.25:
@@ -434,6 +472,22 @@ def part_length(data: bytes, fmt: str, rng: random.Random):
         value = rng.choice((0, 1, 254, 255))
         return _put(data, pos, ">B", value), f"subblock-{part.kind}@{pos}={value}"
     return None
+
+
+def avif_field(data: bytes, fmt: str, rng: random.Random):
+    """An ``ispe`` (image spatial extents: the size the header declares) width or height, or an
+    ``irot`` angle, overwritten."""
+    ispe = [i for i in range(len(data) - 16) if data[i : i + 4] == b"ispe"]
+    if not ispe:
+        return None
+    at = rng.choice(ispe) + 8  # past the type and the full box's version and flags
+    if rng.random() < 0.2 and b"irot" in data:
+        pos = data.index(b"irot") + 4
+        value = rng.choice((1, 2, 3, 255))
+        return _put(data, pos, ">B", value), f"irot={value}"
+    field, offset = rng.choice((("width", 0), ("height", 4)))
+    value = rng.choice(HUGE_VALUES_32)
+    return _put(data, at + offset, ">I", value), f"ispe-{field}={value}"
 
 
 def jpeg_field(data: bytes, fmt: str, rng: random.Random):
@@ -551,6 +605,7 @@ MUTATIONS_BY_FORMAT: dict[str, list[tuple[Mutation, int]]] = {
     "jpeg": GENERIC + STRUCTURE + [(jpeg_field, 3)],
     "gif": GENERIC + STRUCTURE + [(gif_field, 4)],
     "webp": GENERIC + STRUCTURE + [(webp_field, 3)],
+    "avif": GENERIC + STRUCTURE + [(avif_field, 3)],
     "bmp": GENERIC + [(bmp_field, 5)],
     "tiff": GENERIC + [(tiff_field, 6)],
     "ppm": GENERIC + [(header_flip, 3)],

@@ -219,7 +219,7 @@ def test_check_pixels_allows_within_limit_and_no_limit():
     ("data", "message"),
     [
         (b"", "empty image data"),
-        (corpus.random_bytes(), "not a recognised image (JPEG, PNG, WebP, GIF, BMP, TIFF)"),
+        (corpus.random_bytes(), "not a recognised image (JPEG, PNG, WebP, AVIF, GIF, BMP, TIFF, PPM, ICO)"),
         (corpus.text(), "not a recognised image"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "PNG"),
         (corpus.jpeg()[:60], "JPEG"),
@@ -533,13 +533,16 @@ def test_encode_empty_batch():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"format": "GIF"}, "use one of JPEG, PNG, WEBP"),
-        ({"format": "jpeg"}, "use one of JPEG, PNG, WEBP"),
+        ({"format": "TIFF"}, "use one of JPEG, PNG, WEBP, AVIF, GIF"),
+        ({"format": "jpeg"}, "use one of JPEG, PNG, WEBP, AVIF, GIF"),
         ({"format": "JPEG", "quality": 0}, "quality must be an integer from 1 to 100"),
         ({"format": "WEBP", "quality": 101}, "quality must be an integer from 1 to 100"),
         ({"format": "JPEG", "quality": True}, "quality must be an integer from 1 to 100"),
         ({"format": "JPEG", "quality": 85.0}, "quality must be an integer from 1 to 100"),
-        ({"format": "JPEG", "lossless": True}, "lossless"),
+        ({"format": "JPEG", "lossless": True}, "lossless applies to WEBP only, not JPEG"),
+        ({"format": "AVIF", "lossless": True}, "lossless applies to WEBP only, not AVIF"),
+        ({"format": "WEBP", "speed": 3}, "speed applies to AVIF only, not WEBP"),
+        ({"format": "AVIF", "speed": 11}, "speed must be an integer from 0 to 10"),
     ],
 )
 def test_encode_rejects_bad_arguments(kwargs, message):

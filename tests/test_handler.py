@@ -259,7 +259,9 @@ def test_tutorial_output_shape(worker):
     assert meta["format"] == "JPEG" and meta["quality"] == 80
     assert meta["device"] == str(worker.device)
     assert meta["source"] == {"format": "PNG", "width": 97, "height": 61, "mode": "RGB",
-                              "bytes": len(base64.b64decode(data))}
+                              "bytes": len(base64.b64decode(data)), "exif": False, "gps": False, "xmp": False,
+                              "iptc": False, "icc": None, "frames": 1}
+    assert meta["kept_metadata"] == [] and "max_bytes_met" not in meta and "speed" not in meta
     timings = meta["timings_ms"]
     for key in ("fetch", "decode", "ops", "encode", "total"):
         assert isinstance(timings[key], (int, float)) and timings[key] >= 0, key

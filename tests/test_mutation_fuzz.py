@@ -80,7 +80,7 @@ def test_mutants_are_deterministic_and_named():
 
 def test_every_format_has_seeds_and_mutations():
     formats = {seed_format(name) for name in seeds()}
-    assert formats == {"png", "jpeg", "webp", "gif", "bmp", "tiff", "ppm", "ico"}
+    assert formats == {"png", "jpeg", "webp", "avif", "gif", "bmp", "tiff", "ppm", "ico"}
     assert formats <= set(MUTATIONS_BY_FORMAT)
     kinds = {mutant(n).mutation.split("@")[0].split("=")[0].split("-")[0] for n in range(SLICE_MUTANTS)}
     for expected in ("flip", "bitflip", "truncate", "dup", "drop", "swap", "length", "ihdr", "body"):

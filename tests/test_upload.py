@@ -23,7 +23,7 @@ from photos import photo
 
 BUCKET = "gpu-worker-results"
 SECRET = "moto-secret-key-never-logged"
-FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF"}
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_malformed_endpoint_is_a_clear_job_error(isolated_env, monkeypatch):
         upload.upload_image(encoded("JPEG"), key_prefix="job", extension="jpg", bucket_name=BUCKET)
 
 
-@pytest.mark.parametrize("ext", ["gif", "exe", ""])
+@pytest.mark.parametrize("ext", ["tiff", "exe", ""])
 def test_unknown_extension_is_refused(bucket_env, ext):
     with pytest.raises(JobError, match="extension"):
         upload.upload_image(encoded("JPEG"), key_prefix="job", extension=ext, bucket_name=BUCKET)

@@ -1,4 +1,4 @@
-"""Encode uint8 ``(B, C, H, W)`` batches to JPEG, PNG or WebP files.
+"""Encode uint8 ``(B, C, H, W)`` batches to JPEG, PNG, WebP, AVIF or GIF files.
 
 =========  ===================================================================================
 format     how
@@ -12,7 +12,11 @@ PNG        ``torchvision.io.encode_png`` (CPU, zlib level 6) for 1 and 3 channel
 WEBP       Pillow (libwebp), ``quality`` applies; alpha kept. ``lossless=True`` keeps every
            pixel exactly, the colour under fully transparent pixels included. WebP has no grey
            mode: 1 and 2 channels are stored as RGB and RGBA.
+AVIF, GIF  Pillow, on the host: `gpu_worker.codecs.encode_more`.
 =========  ===================================================================================
+
+EXIF and XMP a job keeps (`gpu_worker.codecs.metadata`) are written into each file: by the
+AVIF encoder, and into the JPEG, PNG and WebP containers after encoding.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Sequence
 
 import torch
 import torchvision.io as tvio
 from PIL import Image
 
+from gpu_worker.codecs.encode_more import encode_avif, encode_gif
+from gpu_worker.codecs.metadata import Kept, embed
 from gpu_worker.errors import EncodeError
-from gpu_worker.formats import OUTPUT_FORMATS
+from gpu_worker.formats import OUTPUT_FORMATS, QUALITY_RANGE, formats_with
 from kernels._checks import check_images
 
 __all__ = ["FORMATS", "encode", "flatten_alpha"]
@@ -68,14 +75,21 @@ def flatten_alpha(image: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _check_args(images: torch.Tensor, format: str, quality: int, lossless: bool) -> None:
+def _check_args(images: torch.Tensor, format: str, quality: int, lossless: bool, speed: int | None) -> None:
     check_images(images)
     if format not in FORMATS:
         raise EncodeError(f"unsupported output format {format!r}; use one of {', '.join(FORMATS)}")
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise EncodeError(f"quality must be an integer from 1 to 100, got {quality!r}")
-    if lossless and format == "JPEG":
-        raise EncodeError("lossless applies to WEBP only (PNG is always lossless); JPEG is lossy")
+    low, high = QUALITY_RANGE
+    if isinstance(quality, bool) or not isinstance(quality, int) or not low <= quality <= high:
+        raise EncodeError(f"quality must be an integer from {low} to {high}, got {quality!r}")
+    spec = OUTPUT_FORMATS[format]
+    if lossless and not spec.lossless:
+        raise EncodeError(f"lossless applies to {', '.join(formats_with('lossless'))} only, not {format}")
+    if speed is not None:
+        if spec.speed is None:
+            raise EncodeError(f"speed applies to {', '.join(formats_with('speed'))} only, not {format}")
+        if isinstance(speed, bool) or not isinstance(speed, int) or not spec.speed[0] <= speed <= spec.speed[1]:
+            raise EncodeError(f"speed must be an integer from {spec.speed[0]} to {spec.speed[1]}, got {speed!r}")
     h, w = images.shape[-2:]
     max_side = OUTPUT_FORMATS[format].max_side
     if max(h, w) > max_side:
@@ -143,19 +157,23 @@ def _encode_webp(images: torch.Tensor, quality: int, lossless: bool) -> list[byt
 
 
 def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bool = False,
-           nvjpeg: bool = True) -> list[bytes]:
+           nvjpeg: bool = True, speed: int | None = None,
+           metadata: Sequence[Kept] | None = None) -> list[bytes]:
     """Encode each image of a batch to a file of ``format``.
 
     Args:
         images: uint8 ``(B, C, H, W)``, values 0..255, C in 1..4 (alpha last when C is even),
             on any device. Not modified.
-        format: "JPEG", "PNG" or "WEBP" (the caller normalises the case).
-        quality: 1..100, for JPEG and WEBP (for lossless WebP it is the compression effort).
-            Ignored for PNG.
+        format: "JPEG", "PNG", "WEBP", "AVIF" or "GIF" (the caller normalises the case).
+        quality: 1..100, for JPEG, WEBP and AVIF (for lossless WebP it is the compression
+            effort). Ignored for PNG and GIF.
         lossless: WEBP only: store every pixel exactly.
         nvjpeg: JPEG of RGB images on CUDA: encode with nvjpeg on the device (fast; not the same
             file as libjpeg-turbo's: up to a few levels apart once decoded). False: copy to the
             host and encode with libjpeg-turbo, as Pillow does.
+        speed: AVIF only: libavif's speed, 0 (slowest) to 10; None: the format's default.
+        metadata: per image, the EXIF and XMP to write into its file (the format must carry
+            them: `gpu_worker.formats`); None writes none.
 
     Returns:
         ``B`` encoded files (bytes), in batch order; ``[]`` for an empty batch.
@@ -167,15 +185,25 @@ def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bo
     Example:
         >>> files = encode(batch, "JPEG", quality=90)  # doctest: +SKIP
     """
-    _check_args(images, format, quality, lossless)
+    _check_args(images, format, quality, lossless, speed)
     if images.shape[0] == 0:
         return []
+    if metadata is not None and len(metadata) != images.shape[0]:
+        raise EncodeError(f"metadata has {len(metadata)} entries for {images.shape[0]} images")
     try:
+        if format == "AVIF":
+            return encode_avif(images, quality, OUTPUT_FORMATS["AVIF"].speed[2] if speed is None else speed, metadata)
+        if format == "GIF":
+            return encode_gif(images)
         if format == "JPEG":
-            return _encode_jpeg(images, quality, nvjpeg)
-        if format == "PNG":
-            return _encode_png(images)
-        return _encode_webp(images, quality, lossless)
+            files = _encode_jpeg(images, quality, nvjpeg)
+        elif format == "PNG":
+            files = _encode_png(images)
+        else:
+            files = _encode_webp(images, quality, lossless)
+        if metadata is not None:
+            files = [embed(data, format, kept)[0] for data, kept in zip(files, metadata)]
+        return files
     except EncodeError:
         raise
     except (RuntimeError, ValueError, OSError) as e:

@@ -20,17 +20,21 @@ from dataclasses import dataclass
 
 from PIL import ExifTags, Image, ImageFile
 
+from gpu_worker.codecs.metadata import NOTHING, SourceMetadata, read_source
 from gpu_worker.errors import DecodeError, LimitExceeded
+from gpu_worker.formats import SOURCE_FORMATS, SOURCE_PLUGINS, refused_source
 
-#: Pillow formats we accept, in the order they are tried. Others (EPS, PDF, WMF, ... some of
-#: which run external programs on load) are refused before any plugin code parses them.
-#: Formats whose header check is loose (TGA, DIB: any bytes may pass) are left out too, so that
-#: garbage is refused rather than "decoded". The JPEG plugin also opens MPO (the multi-picture
-#: JPEG that cameras write), which is reported as "JPEG" and decoded as its first picture.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "ICO")
+#: Pillow formats we accept, in the order they are tried (the formats table's sources). Others
+#: (EPS, PDF, WMF, ... some of which run external programs on load) are refused before any plugin
+#: code parses them. Formats whose header check is loose (TGA, DIB: any bytes may pass) are left
+#: out too, so that garbage is refused rather than "decoded". The JPEG plugin also opens MPO (the
+#: multi-picture JPEG that cameras write), which is reported as "JPEG" and decoded as its first
+#: picture. HEIC/HEIF and JPEG XL are refused by name from their first bytes
+#: (`gpu_worker.formats.REFUSED_SOURCES`).
+ACCEPTED_FORMATS = SOURCE_PLUGINS
 
 #: What the error message calls "an image".
-_KNOWN = "JPEG, PNG, WebP, GIF, BMP, TIFF"
+_KNOWN = ", ".join(f.name for f in SOURCE_FORMATS)
 
 #: Decoders a probed file is routed to (`SourceInfo.decoder`; `decode`'s docstring says why).
 DECODERS = ("torchvision.jpeg", "torchvision.webp", "pillow")
@@ -51,6 +55,7 @@ class SourceInfo:
         size_bytes: length of the encoded data.
         channels: channels `decode` returns: 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA).
         decoder: which decoder `decode` uses (one of `DECODERS`).
+        metadata: what the file carries besides pixels (EXIF, XMP, IPTC, ICC profile).
     """
 
     format: str
@@ -64,6 +69,7 @@ class SourceInfo:
     size_bytes: int
     channels: int
     decoder: str
+    metadata: SourceMetadata = NOTHING
 
     @property
     def pixels(self) -> int:
@@ -84,6 +90,10 @@ def open_image(data: bytes) -> ImageFile.ImageFile:
     """
     if not data:
         raise DecodeError("empty image data")
+    refused = refused_source(data[:64])
+    if refused is not None:
+        raise DecodeError(f"{refused.name} images are not supported: {refused.reason}; "
+                          f"send JPEG, PNG, WebP or AVIF")
     Image.preinit()
     if any(f not in Image.OPEN for f in ACCEPTED_FORMATS):
         Image.init()  # loads the WebP and TIFF plugins, among others
@@ -261,6 +271,7 @@ def _read_header(im: ImageFile.ImageFile, data: bytes) -> SourceInfo:
         size_bytes=len(data),
         channels=channels,
         decoder=decoder,
+        metadata=read_source(im, data),
     )
 
 

@@ -17,7 +17,8 @@ from gpu_worker.stages.item import Item, each_threaded, live
 
 def store_cache(item: Item, cache: ResultCache) -> None:
     if not item.cached:
-        cache.put(cache_key(item), (item.encoded, dict(item.analysis), item.result_size), len(item.encoded))
+        cache.put(cache_key(item), (item.encoded, dict(item.analysis), item.result_size, dict(item.encoded_meta)),
+                  len(item.encoded))
 
 
 def upload_all(items: list[Item], settings: Settings, job_id: str) -> None:
@@ -58,9 +59,11 @@ def item_response(item: Item, timings: dict[str, float], device: str) -> dict[st
         "height": h,
         "format": out.format,
         "quality": out.quality,
+        **item.encoded_meta,  # the quality used, the metadata kept, whether max_bytes was met
         "bytes": len(item.encoded),
         "source": {"format": item.info.format, "width": item.info.width, "height": item.info.height,
-                   "mode": item.info.mode, "bytes": len(item.data)},
+                   "mode": item.info.mode, "bytes": len(item.data),
+                   **item.info.metadata.describe(item.info.frames)},
         "device": device,
         "cached": item.cached,
         "stacked": item.stacked,

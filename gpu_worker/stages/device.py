@@ -9,11 +9,12 @@ import torch
 
 from gpu_worker.analysis import analyze
 from gpu_worker.stacking import Ran
-from gpu_worker.codecs import decode_batch, encode
+from gpu_worker.codecs import decode_batch
 from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import JobError
 from gpu_worker.plan import Plan
 from gpu_worker.stages.item import Item, describe_failure, fail_all, live
+from gpu_worker.stages.output import encode_results
 from gpu_worker.stages.policy import DevicePolicy
 
 
@@ -101,11 +102,11 @@ def _results_to_host(items: list[Item], policy: DevicePolicy) -> None:
 def encode_chunk(items: list[Item], policy: DevicePolicy) -> None:
     """Encode on the GPU with nvjpeg, batched, what is encoded there; everything else one image
     per call on the host, several at once (gpu_worker.cpu_pool)."""
-    on_gpu: dict[tuple, list[Item]] = {}  # one batched call per quality, shape and device
+    on_gpu: dict[tuple, list[Item]] = {}  # one batched call per output settings, shape and device
     on_host: list[Item] = []
     for item in live(items):  # (a result too large for the GPU stays on the host: gpu_worker.stacking)
         if policy.encodes_on_gpu(item):
-            key = (item.spec.output.quality, tuple(item.result.shape), item.result.device)
+            key = (item.spec.output, tuple(item.result.shape), item.result.device)
             on_gpu.setdefault(key, []).append(item)
         else:
             on_host.append(item)
@@ -115,13 +116,13 @@ def encode_chunk(items: list[Item], policy: DevicePolicy) -> None:
 
 
 def _encode(group: list[Item], nvjpeg: bool) -> None:
-    """Encode items that share output format, quality and shape; a failure fails the group."""
-    fmt, quality = group[0].spec.output.format, group[0].spec.output.quality
+    """Encode items that share output settings and shape; a failure fails the group."""
+    output = group[0].spec.output
     try:
         batch = group[0].result.unsqueeze(0) if len(group) == 1 else torch.stack([i.result for i in group])
-        encoded = encode(batch, fmt, quality, nvjpeg=nvjpeg)
+        encoded = encode_results(batch, output, [item.info.metadata for item in group], nvjpeg=nvjpeg)
     except Exception as exc:  # noqa: BLE001
-        fail_all(group, f"encoding {fmt}", exc)
+        fail_all(group, f"encoding {output.format}", exc)
         return
-    for item, data in zip(group, encoded):
-        item.encoded, item.result = data, None
+    for item, result in zip(group, encoded):
+        item.encoded, item.encoded_meta, item.result = result.data, result.metadata, None

@@ -127,13 +127,15 @@ def check_batch_pixels(items: list[Item], settings: Settings) -> None:
 def cache_key(item: Item) -> str:
     """Equal keys, equal responses: the source's digest, the plan, the output and analysis."""
     spec = item.spec
-    settings = f"{spec.output.format}:{spec.output.quality}:{','.join(spec.analysis_targets)}"
+    output = spec.output.model_dump_json(exclude={"upload"})  # every setting that changes the file
+    settings = f"{output}:{','.join(spec.analysis_targets)}"
     return f"{item.digest}|{item.plan.key}|{settings}"
 
 
 def lookup_cache(item: Item, cache: ResultCache) -> None:
     hit = cache.get(cache_key(item))
     if hit is not None:
-        item.encoded, analysis, item.result_size = hit
+        item.encoded, analysis, item.result_size, encoded_meta = hit
         item.analysis = dict(analysis)
+        item.encoded_meta = dict(encoded_meta)
         item.cached = True

@@ -45,6 +45,7 @@ class Item:
     stacked: int = 0  # operations: images batched with this one (one stacked kernel call per op on CUDA)
     result_size: Optional[tuple[int, int]] = None  # operations (or cache lookup): (width, height) of the result
     encoded: Optional[bytes] = None  # encode (or cache lookup)
+    encoded_meta: dict = field(default_factory=dict)  # encode (or cache lookup): stages.output.Encoded.metadata
     url: Optional[str] = None  # deliver: presigned bucket URL, when the result was uploaded
     analysis: dict = field(default_factory=dict)  # decode ("source") and operations ("result")
     error: Optional[str] = None  # the message the item failed with

@@ -1,0 +1,103 @@
+"""AVIF and GIF results, through Pillow's encoders on the host.
+
+=========  ===================================================================================
+format     how
+=========  ===================================================================================
+AVIF       Pillow's AVIF plugin (libavif with AOM): ``quality`` 1-100, ``speed`` 0 (slowest,
+           smallest) to 10 (fastest); 4:2:0 chroma, grey (1 channel) as 4:0:0 and decoded back
+           as grey; LA is stored as RGBA. EXIF and XMP kept by the job are handed to the encoder
+           (which writes an EXIF orientation as the container's ``irot``/``imir``; ours is 1).
+GIF        A palette of at most 256 colours chosen by Pillow's quantizer (median cut,
+           ``Image.quantize``); grey is stored with its own 256 levels (exact). With alpha (LA,
+           RGBA): 255 colours for the pixels whose alpha is 128 or more and one transparent
+           entry (index 255) for the rest; GIF has no partial transparency.
+=========  ===================================================================================
+
+Each takes a CPU-or-device uint8 ``(B, C, H, W)`` batch and returns B files (one Pillow call per
+image; the caller runs images in parallel, `gpu_worker.cpu_pool`).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gpu_worker.codecs.metadata import Kept
+
+__all__ = ["encode_avif", "encode_gif", "GIF_TRANSPARENT_INDEX"]
+
+_PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+#: The palette entry that is transparent in a GIF of an image with alpha.
+GIF_TRANSPARENT_INDEX = 255
+#: Alpha at or above this is opaque in a GIF, below it transparent.
+GIF_ALPHA_THRESHOLD = 128
+
+
+def _pil(img: torch.Tensor) -> Image.Image:
+    """uint8 (C, H, W) on the host -> a Pillow image of the matching mode (one copy)."""
+    array = img.permute(1, 2, 0).contiguous().numpy()
+    c = array.shape[2]
+    return Image.fromarray(array[:, :, 0] if c == 1 else array, _PIL_MODES[c])
+
+
+def encode_avif(images: torch.Tensor, quality: int, speed: int,
+                metadata: Optional[Sequence[Kept]] = None) -> list[bytes]:
+    """AVIF files of a uint8 ``(B, C, H, W)`` batch at ``quality`` (1-100) and ``speed`` (0-10).
+
+    ``metadata``: per image, the EXIF (TIFF bytes) and XMP to write; None writes none.
+    """
+    out = []
+    for i, img in enumerate(images.cpu()):
+        im = _pil(img)
+        if im.mode == "LA":
+            im = im.convert("RGBA")
+        kept = metadata[i] if metadata is not None else Kept()
+        extra = {}
+        if kept.exif is not None:
+            extra["exif"] = b"Exif\x00\x00" + kept.exif
+        if kept.xmp is not None:
+            extra["xmp"] = kept.xmp
+        buf = io.BytesIO()
+        im.save(buf, "AVIF", quality=quality, speed=speed, **extra)
+        out.append(buf.getvalue())
+    return out
+
+
+def quantize_for_gif(im: Image.Image) -> Image.Image:
+    """A Pillow ``L``, ``LA``, ``RGB`` or ``RGBA`` image as the palette image a GIF stores
+    (see the module docstring); the transparent entry, when there is one, is in
+    ``info["transparency"]``."""
+    if im.mode == "L":
+        return im
+    if im.mode == "RGB":
+        return im.quantize(256)
+    alpha = np.asarray(im.getchannel("A"))
+    colours = im.convert("RGB").quantize(GIF_TRANSPARENT_INDEX)  # at most 255 entries: 0..254
+    indices = np.array(colours, dtype=np.uint8)
+    indices[alpha < GIF_ALPHA_THRESHOLD] = GIF_TRANSPARENT_INDEX
+    palette = colours.getpalette() or []
+    palette = (palette + [0] * 768)[:768]
+    out = Image.fromarray(indices, "P")
+    out.putpalette(palette)
+    out.info["transparency"] = GIF_TRANSPARENT_INDEX
+    return out
+
+
+def encode_gif(images: torch.Tensor) -> list[bytes]:
+    """GIF files of a uint8 ``(B, C, H, W)`` batch (see the module docstring)."""
+    out = []
+    for img in images.cpu():
+        im = quantize_for_gif(_pil(img))
+        buf = io.BytesIO()
+        if "transparency" in im.info:
+            im.save(buf, "GIF", transparency=im.info["transparency"], optimize=False)
+        else:
+            im.save(buf, "GIF", optimize=False)
+        out.append(buf.getvalue())
+    return out
