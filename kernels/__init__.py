@@ -17,6 +17,7 @@ from kernels.crop import crop
 from kernels.filters import FILTERS, apply_filter, convolve
 from kernels.flip import FLIP_DIRECTIONS, flip
 from kernels.lut import Lut3D, lut3d
+from kernels.pad import pad, place
 from kernels.rank import RANK_KINDS, RANK_SIZES, mode_filter, rank_filter
 from kernels.resize import RESAMPLING_FILTERS, resize
 from kernels.rotate import ROTATE_FILTERS, mode_color, rotate, rotated_size
@@ -48,6 +49,8 @@ __all__ = [
     "lut3d",
     "mean_luma",
     "mode_filter",
+    "pad",
+    "place",
     "pixelate",
     "posterize",
     "rank_filter",
