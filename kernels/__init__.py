@@ -20,6 +20,7 @@ from kernels.lut import Lut3D, lut3d
 from kernels.pad import pad, place
 from kernels.rank import RANK_KINDS, RANK_SIZES, mode_filter, rank_filter
 from kernels.resize import RESAMPLING_FILTERS, resize
+from kernels.smartcrop import SMART_CHOOSERS, crop_windows, smart_crop, smart_offsets
 from kernels.rotate import ROTATE_FILTERS, mode_color, rotate, rotated_size
 from kernels.stats import histograms, mean_luma
 from kernels.tone import autocontrast, colorize, equalize, gamma, invert, pixelate, posterize, solarize
@@ -31,6 +32,10 @@ __all__ = [
     "RANK_KINDS",
     "RANK_SIZES",
     "RESAMPLING_FILTERS",
+    "SMART_CHOOSERS",
+    "crop_windows",
+    "smart_crop",
+    "smart_offsets",
     "ROTATE_FILTERS",
     "adjust",
     "apply_filter",
