@@ -173,6 +173,8 @@ def smart_offsets(images: torch.Tensor, size: tuple[int, int], interesting: str)
         raise ValueError(f"interesting must be one of {', '.join(SMART_CHOOSERS)}, got {interesting!r}")
     if not (1 <= height <= in_h and 1 <= width <= in_w):
         raise ValueError(f"a {width}x{height} window does not fit a {in_w}x{in_h} image")
+    if images.shape[0] == 0:
+        return torch.zeros((0, 2), dtype=torch.int64, device=images.device)
     source = _premultiplied(images)
     if interesting == "entropy":
         return _entropy_offsets(source, width, height)
