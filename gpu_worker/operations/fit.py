@@ -37,7 +37,7 @@ def _gravity(value: Any) -> Union[str, tuple[float, float]]:
             and all(math.isfinite(v) and 0 <= v <= 1 for v in value)):
         return (float(value[0]), float(value[1]))
     names = ", ".join([*GRAVITIES, *SMART_GRAVITIES])
-    raise ValueError(f"a gravity is one of {names}, or [x, y], two numbers 0-1; got {value!r}")
+    raise ValueError(f"a gravity is one of {names}, or [x, y], two numbers 0-1")
 
 
 Gravity = Annotated[Union[str, list[float]], PlainValidator(_gravity, json_schema_input_type=Union[str, list[float]])]
