@@ -10,7 +10,8 @@ pixels in memory, each result written to memory so libvips computes it. Millisec
 median of ``--repeats``, after one warm-up. Ours on the CPU runs with the worker's thread set-up.
 
 Adding an operation's row: one line in :data:`PARAMS` when its first example is not a fair 1080p
-workload, and one in :data:`VIPS` when libvips has an equivalent.
+workload (a list of params dicts gives a row each, e.g. ``fit``'s modes), and one in :data:`VIPS`
+when libvips has an equivalent.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-#: Operation -> params for a 1080p benchmark, where the registry's first example (sized for the
-#: tests' small photos) is not representative.
-PARAMS: dict[str, dict[str, Any]] = {
+#: Operation -> params for a 1080p benchmark (or a list of them: a row each), where the registry's
+#: first example (sized for the tests' small photos) is not representative.
+PARAMS: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
     "resize": {"width": 800},
     "crop": {"left": 320, "top": 180, "right": 1600, "bottom": 900},
     "filter": {"name": "sharpen"},
@@ -35,6 +36,13 @@ PARAMS: dict[str, dict[str, Any]] = {
     "autocontrast": {"cutoff": 2},
     "pixelate": {"size": 16},
     # A 17-point table (the common .cube size) that rotates the channels: R <- G, G <- B, B <- R.
+    "pad": {"left": 40, "top": 40, "right": 40, "bottom": 40, "color": "#ffffff"},
+    "fit": [{"width": 800, "height": 600, "mode": "crop"},
+            {"width": 800, "height": 600, "mode": "cover"},
+            {"width": 800, "height": 600, "mode": "contain"},
+            {"width": 800, "height": 800, "mode": "pad", "background": "#ffffff"},
+            {"width": 800, "height": 600, "gravity": "entropy"},
+            {"width": 800, "height": 600, "gravity": "attention"}],
     "lut3d": {"size": 17,
               "table": [v / 16 for b in range(17) for g in range(17) for r in range(17) for v in (g, b, r)]},
 }
@@ -64,7 +72,25 @@ VIPS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "equalize": lambda im, p: im.hist_equal(),
     "colorize": lambda im, p: im.colourspace("b-w").maplut(_vips_colorize_lut(p)),
     "pixelate": lambda im, p: im.shrink(p["size"], p["size"]).zoom(p["size"], p["size"]),
+    "pad": lambda im, p: im.embed(p["left"], p["top"], im.width + p["left"] + p["right"],
+                                  im.height + p["top"] + p["bottom"], extend="background", background=[255, 255, 255]),
+    "fit": lambda im, p: _vips_fit(im, p),
 }
+
+
+def _vips_fit(im, p: dict[str, Any]):
+    """libvips' closest ``fit``: ``thumbnail_image`` (its own shrink, then Lanczos 3) with ``crop``
+    (centre, or the smart crop's chooser) for crop; ``resize`` for cover; ``thumbnail_image`` then
+    ``gravity`` (embed) for pad."""
+    w, h, mode = p["width"], p["height"], p.get("mode", "crop")
+    if mode == "cover":
+        return im.resize(max(w / im.width, h / im.height), kernel="lanczos3")
+    if mode == "crop":
+        return im.thumbnail_image(w, height=h, crop={"center": "centre"}.get(p.get("gravity", "center"),
+                                                                             p.get("gravity", "centre")))
+    fitted = im.thumbnail_image(w, height=h)
+    return fitted if mode == "contain" else fitted.gravity("centre", w, h, extend="background",
+                                                           background=[255, 255, 255])
 
 
 def _vips_lut(table, bands: int = 1):
@@ -107,11 +133,9 @@ def main() -> None:
     import torch
 
     from benchmarks.images import image
-    from benchmarks.timing import median_ms
-    from gpu_worker import Pipeline
     from gpu_worker.config import Settings
     from gpu_worker.device import select_device
-    from gpu_worker.operations import REGISTRY, apply_reference
+    from gpu_worker.operations import REGISTRY
     from gpu_worker.runtime import use_cpu_cores
 
     pyvips.cache_set_max(0)
@@ -128,22 +152,34 @@ def main() -> None:
           f"(ours on {device}, torch threads {torch.get_num_threads()})")
     print(f"{'operation':<12} {'params':<46} {'ours':>8} {'Pillow':>8} {'pyvips':>8}")
     for name in wanted:
-        params = PARAMS.get(name, REGISTRY[name].examples[0])
-        op = {"type": name, "params": params}
-        pipe = Pipeline([op], device=device)
+        rows = PARAMS.get(name, REGISTRY[name].examples[0])
+        for params in rows if isinstance(rows, list) else [rows]:
+            _row(name, params, device, batch, pils, vips_images, args)
 
-        def ours() -> None:
-            pipe(batch)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
 
-        row = [median_ms(ours, args.repeats) / args.n,
-               median_ms(lambda: [apply_reference(im, [op]) for im in pils], args.repeats) / args.n]
-        vips = VIPS.get(name)
-        row.append(median_ms(lambda: [vips(im, params).write_to_memory() for im in vips_images], args.repeats)
-                   / args.n if vips else None)
-        cells = " ".join(f"{v:8.2f}" if v is not None else f"{'—':>8}" for v in row)
-        print(f"{name:<12} {str(params)[:46]:<46} {cells}")
+def _row(name, params, device, batch, pils, vips_images, args) -> None:
+    """One table row: ``name`` with ``params``, ours, Pillow's and libvips'."""
+    import torch
+
+    from benchmarks.timing import median_ms
+    from gpu_worker import Pipeline
+    from gpu_worker.operations import apply_reference
+
+    op = {"type": name, "params": params}
+    pipe = Pipeline([op], device=device)
+
+    def ours() -> None:
+        pipe(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    row = [median_ms(ours, args.repeats) / args.n,
+           median_ms(lambda: [apply_reference(im, [op]) for im in pils], args.repeats) / args.n]
+    vips = VIPS.get(name)
+    row.append(median_ms(lambda: [vips(im, params).write_to_memory() for im in vips_images], args.repeats)
+               / args.n if vips else None)
+    cells = " ".join(f"{v:8.2f}" if v is not None else f"{'—':>8}" for v in row)
+    print(f"{name:<12} {str(params)[:46]:<46} {cells}")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ def place(images: torch.Tensor, size: tuple[int, int], offset: tuple[int, int],
     """A ``size = (height, width)`` canvas of ``fill`` per image with the image pasted at
     ``offset = (x, y)`` (the image must lie inside the canvas): ``Image.new`` + ``paste``.
 
-    Returns a new uint8 ``(B, C, height, width)`` tensor on the input's device.
+    Returns a new uint8 ``(B, C, height, width)`` tensor on the input's device, channels-last
+    when the input is.
     """
     batch, channels, height, width = images.shape
     out_h, out_w = size
@@ -59,12 +60,26 @@ def place(images: torch.Tensor, size: tuple[int, int], offset: tuple[int, int],
     if x < 0 or y < 0 or x + width > out_w or y + height > out_h:
         raise ValueError(f"a {width}x{height} image at ({x}, {y}) does not fit a {out_w}x{out_h} canvas")
     values = mode_color(None if fill is None else tuple(fill), channels)
-    out = images.new_empty((batch, channels, out_h, out_w))
-    # Fill only the border strips (the image's area is overwritten next).
-    colour = torch.tensor(values, dtype=torch.uint8, device=images.device).view(1, channels, 1, 1)
-    out[:, :, :y] = colour
-    out[:, :, y + height:] = colour
-    out[:, :, y : y + height, :x] = colour
-    out[:, :, y : y + height, x + width:] = colour
+    # The input's layout kept: a decoded image is channels-last, and a planar canvas would make
+    # the paste a transposing copy.
+    layout = (torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
+              and not images.is_contiguous() else torch.contiguous_format)
+    out = torch.empty((batch, channels, out_h, out_w), dtype=torch.uint8, device=images.device, memory_format=layout)
+    # Fill only the border strips (the image's area is overwritten next), each as copies of one
+    # row of the colour laid out as the canvas is: broadcast copies over a whole contiguous row.
+    colour = torch.tensor(values, dtype=torch.uint8, device=images.device)
+    if layout is torch.channels_last:
+        strips = out.permute(0, 2, 3, 1)  # (B, H, W, C) view, contiguous
+        row = colour.repeat(out_w).view(out_w, channels)
+        strips[:, :y] = row
+        strips[:, y + height :] = row
+        strips[:, y : y + height, :x] = row[:x]
+        strips[:, y : y + height, x + width :] = row[x + width :]
+    else:
+        row = colour.view(channels, 1).expand(channels, out_w).contiguous()
+        out[:, :, :y] = row.view(1, channels, 1, out_w)
+        out[:, :, y + height :] = row.view(1, channels, 1, out_w)
+        out[:, :, y : y + height, :x] = row[:, :x].view(1, channels, 1, x)
+        out[:, :, y : y + height, x + width :] = row[:, x + width :].view(1, channels, 1, out_w - x - width)
     out[:, :, y : y + height, x : x + width] = images
     return out
