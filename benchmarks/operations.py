@@ -10,7 +10,8 @@ pixels in memory, each result written to memory so libvips computes it. Millisec
 median of ``--repeats``, after one warm-up. Ours on the CPU runs with the worker's thread set-up.
 
 Adding an operation's row: one line in :data:`PARAMS` when its first example is not a fair 1080p
-workload, and one in :data:`VIPS` when libvips has an equivalent.
+workload (a list of params dicts gives a row each, e.g. ``fit``'s modes), and one in :data:`VIPS`
+when libvips has an equivalent.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ def watermark_file() -> bytes:
     mark.save(buffer, "WEBP", quality=80)
     return buffer.getvalue()
 
-#: Operation -> params for a 1080p benchmark, where the registry's first example (sized for the
-#: tests' small photos) is not representative.
-PARAMS: dict[str, dict[str, Any]] = {
+
+#: Operation -> params for a 1080p benchmark (or a list of them: a row each), where the registry's
+#: first example (sized for the tests' small photos) is not representative.
+PARAMS: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
     "resize": {"width": 800},
     "crop": {"left": 320, "top": 180, "right": 1600, "bottom": 900},
     "filter": {"name": "sharpen"},
@@ -55,6 +57,13 @@ PARAMS: dict[str, dict[str, Any]] = {
     "pixelate": {"size": 16},
     "trim": {"threshold": 40},
     "overlay": {"image": {"base64": base64.b64encode(watermark_file()).decode()}, "margin": 20, "opacity": 0.5},
+    "pad": {"left": 40, "top": 40, "right": 40, "bottom": 40, "color": "#ffffff"},
+    "fit": [{"width": 800, "height": 600, "mode": "crop"},
+            {"width": 800, "height": 600, "mode": "cover"},
+            {"width": 800, "height": 600, "mode": "contain"},
+            {"width": 800, "height": 800, "mode": "pad", "background": "#ffffff"},
+            {"width": 800, "height": 600, "gravity": "entropy"},
+            {"width": 800, "height": 600, "gravity": "attention"}],
     # A 17-point table (the common .cube size) that rotates the channels: R <- G, G <- B, B <- R.
     "lut3d": {"size": 17,
               "table": [v / 16 for b in range(17) for g in range(17) for r in range(17) for v in (g, b, r)]},
@@ -85,6 +94,9 @@ VIPS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "equalize": lambda im, p: im.hist_equal(),
     "colorize": lambda im, p: im.colourspace("b-w").maplut(_vips_colorize_lut(p)),
     "pixelate": lambda im, p: im.shrink(p["size"], p["size"]).zoom(p["size"], p["size"]),
+    "pad": lambda im, p: im.embed(p["left"], p["top"], im.width + p["left"] + p["right"],
+                                  im.height + p["top"] + p["bottom"], extend="background", background=[255, 255, 255]),
+    "fit": lambda im, p: _vips_fit(im, p),
     "trim": lambda im, p: _vips_trim(im, p.get("threshold", 10)),
     "overlay": lambda im, p: _vips_overlay(im, p),
 }
@@ -111,6 +123,21 @@ def _vips_overlay(im, p: dict[str, Any]):
     mark = _vips_watermark(p.get("opacity", 1.0))
     x, y = position(OverlayParams.model_validate(p), im.width, im.height, mark.width, mark.height)
     return im.composite2(mark, "over", x=x, y=y)
+
+
+def _vips_fit(im, p: dict[str, Any]):
+    """libvips' closest ``fit``: ``thumbnail_image`` (its own shrink, then Lanczos 3) with ``crop``
+    (centre, or the smart crop's chooser) for crop; ``resize`` for cover; ``thumbnail_image`` then
+    ``gravity`` (embed) for pad."""
+    w, h, mode = p["width"], p["height"], p.get("mode", "crop")
+    if mode == "cover":
+        return im.resize(max(w / im.width, h / im.height), kernel="lanczos3")
+    if mode == "crop":
+        return im.thumbnail_image(w, height=h, crop={"center": "centre"}.get(p.get("gravity", "center"),
+                                                                             p.get("gravity", "centre")))
+    fitted = im.thumbnail_image(w, height=h)
+    return fitted if mode == "contain" else fitted.gravity("centre", w, h, extend="background",
+                                                           background=[255, 255, 255])
 
 
 def _vips_lut(table, bands: int = 1):
@@ -153,11 +180,9 @@ def main() -> None:
     import torch
 
     from benchmarks.images import image
-    from benchmarks.timing import median_ms
-    from gpu_worker import Pipeline
     from gpu_worker.config import Settings
     from gpu_worker.device import select_device
-    from gpu_worker.operations import REGISTRY, apply_reference
+    from gpu_worker.operations import REGISTRY
     from gpu_worker.runtime import use_cpu_cores
 
     pyvips.cache_set_max(0)
@@ -174,22 +199,34 @@ def main() -> None:
           f"(ours on {device}, torch threads {torch.get_num_threads()})")
     print(f"{'operation':<12} {'params':<46} {'ours':>8} {'Pillow':>8} {'pyvips':>8}")
     for name in wanted:
-        params = PARAMS.get(name, REGISTRY[name].examples[0])
-        op = {"type": name, "params": params}
-        pipe = Pipeline([op], device=device)
+        rows = PARAMS.get(name, REGISTRY[name].examples[0])
+        for params in rows if isinstance(rows, list) else [rows]:
+            _row(name, params, device, batch, pils, vips_images, args)
 
-        def ours() -> None:
-            pipe(batch)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
 
-        row = [median_ms(ours, args.repeats) / args.n,
-               median_ms(lambda: [apply_reference(im, [op]) for im in pils], args.repeats) / args.n]
-        vips = VIPS.get(name)
-        row.append(median_ms(lambda: [vips(im, params).write_to_memory() for im in vips_images], args.repeats)
-                   / args.n if vips else None)
-        cells = " ".join(f"{v:8.2f}" if v is not None else f"{'—':>8}" for v in row)
-        print(f"{name:<12} {str(params)[:46]:<46} {cells}")
+def _row(name, params, device, batch, pils, vips_images, args) -> None:
+    """One table row: ``name`` with ``params``, ours, Pillow's and libvips'."""
+    import torch
+
+    from benchmarks.timing import median_ms
+    from gpu_worker import Pipeline
+    from gpu_worker.operations import apply_reference
+
+    op = {"type": name, "params": params}
+    pipe = Pipeline([op], device=device)
+
+    def ours() -> None:
+        pipe(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    row = [median_ms(ours, args.repeats) / args.n,
+           median_ms(lambda: [apply_reference(im, [op]) for im in pils], args.repeats) / args.n]
+    vips = VIPS.get(name)
+    row.append(median_ms(lambda: [vips(im, params).write_to_memory() for im in vips_images], args.repeats)
+               / args.n if vips else None)
+    cells = " ".join(f"{v:8.2f}" if v is not None else f"{'—':>8}" for v in row)
+    print(f"{name:<12} {str(params)[:46]:<46} {cells}")
 
 
 if __name__ == "__main__":

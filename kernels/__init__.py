@@ -17,9 +17,11 @@ from kernels.crop import crop
 from kernels.filters import FILTERS, apply_filter, convolve
 from kernels.flip import FLIP_DIRECTIONS, flip
 from kernels.lut import Lut3D, lut3d
+from kernels.pad import pad, place
 from kernels.rank import RANK_KINDS, RANK_SIZES, mode_filter, rank_filter
 from kernels.overlay import overlay
 from kernels.resize import RESAMPLING_FILTERS, resize
+from kernels.smartcrop import SMART_CHOOSERS, crop_windows, smart_crop, smart_offsets
 from kernels.rotate import ROTATE_FILTERS, mode_color, rotate, rotated_size
 from kernels.stats import histograms, mean_luma
 from kernels.trim import trim, trim_boxes
@@ -32,6 +34,10 @@ __all__ = [
     "RANK_KINDS",
     "RANK_SIZES",
     "RESAMPLING_FILTERS",
+    "SMART_CHOOSERS",
+    "crop_windows",
+    "smart_crop",
+    "smart_offsets",
     "ROTATE_FILTERS",
     "adjust",
     "apply_filter",
@@ -51,6 +57,8 @@ __all__ = [
     "mean_luma",
     "mode_filter",
     "overlay",
+    "pad",
+    "place",
     "pixelate",
     "posterize",
     "rank_filter",

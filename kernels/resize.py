@@ -29,13 +29,16 @@ filter, and cached; the pixel path is batched torch on the input's device with n
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import operator
+from typing import Optional, Sequence
 
 import torch
 
 from . import resize_cpu, resize_cuda
 from ._checks import check_images, has_alpha
-from .resize_weights import HALF, PRECISION_BITS, nearest_table, pillow_coeffs
+from .resize_weights import HALF, PRECISION_BITS, Span, float32, nearest_table, pillow_coeffs, span_length
 
 __all__ = ["RESAMPLING_FILTERS", "resize"]
 
@@ -45,7 +48,7 @@ RESAMPLING_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos")
 
 @functools.lru_cache(maxsize=256)
 def _resample_table(
-    in_size: int, out_size: int, filter: str, device: torch.device
+    in_size: int, out_size: int, filter: str, device: torch.device, span: Span | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tap indices (int64) and fixed-point weights (int32), both ``(K, out_size)`` on ``device``.
 
@@ -53,7 +56,7 @@ def _resample_table(
     Windows shorter than K (at the borders) are padded with weight 0 on a clamped index, so every
     output pixel sums exactly Pillow's taps. Cached: the same tensors come back for the same key.
     """
-    xmins, weights = pillow_coeffs(in_size, out_size, filter)
+    xmins, weights = pillow_coeffs(in_size, out_size, filter, span)
     taps = max(len(w) for w in weights)
     index = [[min(xmin + k, in_size - 1) for xmin in xmins] for k in range(taps)]
     weight = [[w[k] if k < len(w) else 0 for w in weights] for k in range(taps)]
@@ -69,9 +72,9 @@ def _resample_table(
 _CPU_CHUNK_ELEMENTS = 1 << 17
 
 
-def _resample_rows_taps(planes: torch.Tensor, out_size: int, filter: str) -> torch.Tensor:
+def _resample_rows_taps(planes: torch.Tensor, out_size: int, filter: str, span: Span | None = None) -> torch.Tensor:
     """The pass on ``(P, N, M)`` uint8 planes as a loop over the K taps, accumulating in int32."""
-    index, weight = _resample_table(planes.shape[1], out_size, filter, planes.device)
+    index, weight = _resample_table(planes.shape[1], out_size, filter, planes.device, span)
     count, _, length = planes.shape
     out = torch.empty((count, out_size, length), dtype=torch.uint8, device=planes.device)
     per_row = count * length
@@ -103,17 +106,20 @@ def _resample_rows_taps(planes: torch.Tensor, out_size: int, filter: str) -> tor
     return out
 
 
-def _resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -> torch.Tensor:
-    """One Pillow pass along ``dim`` (2: height, 3: width) of ``(B, C, H, W)``; uint8 out.
+def _resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int,
+                   span: Span | None = None) -> torch.Tensor:
+    """One Pillow pass along ``dim`` (2: height, 3: width) of ``(B, C, H, W)``; uint8 out; with
+    ``span``, of that interval of the axis (a resize box; ``images`` holds the axis from
+    ``span.first`` on).
 
     On CPU, exact float64 matrix products (:mod:`kernels.resize_cpu`); elsewhere :func:`_taps_pass`.
     """
     if images.device.type == "cpu":
-        return resize_cpu.resample_pass(images, out_size, filter, dim)
-    return _taps_pass(images, out_size, filter, dim)
+        return resize_cpu.resample_pass(images, out_size, filter, dim, span)
+    return _taps_pass(images, out_size, filter, dim, span)
 
 
-def _taps_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -> torch.Tensor:
+def _taps_pass(images: torch.Tensor, out_size: int, filter: str, dim: int, span: Span | None = None) -> torch.Tensor:
     """The pass as a loop over the taps in int32 on whole rows, on any device; on CUDA the same
     sum as one compiled kernel (:mod:`kernels.resize_cuda`) unless that is off or cannot compile.
 
@@ -122,7 +128,7 @@ def _taps_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -> to
     """
     batch, channels = images.shape[:2]
     if images.device.type == "cuda":  # one compiled kernel per pass where torch.compile works
-        index, weight = _resample_table(images.shape[dim], out_size, filter, images.device)
+        index, weight = _resample_table(images.shape[dim], out_size, filter, images.device, span)
         planes = images.reshape(batch * channels, *images.shape[2:])
         out = resize_cuda.compiled_pass(planes, index, weight, dim - 1)
         if out is not None:
@@ -130,7 +136,7 @@ def _taps_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -> to
     if dim == 3:
         images = images.transpose(2, 3).contiguous()
     planes = images.reshape(batch * channels, *images.shape[2:])
-    out = _resample_rows_taps(planes, out_size, filter).view(batch, channels, out_size, -1)
+    out = _resample_rows_taps(planes, out_size, filter, span).view(batch, channels, out_size, -1)
     return out.transpose(2, 3).contiguous() if dim == 3 else out
 
 
@@ -179,7 +185,7 @@ def _unpremultiply(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def _pass_order(in_h: int, in_w: int, out_h: int, out_w: int) -> list[tuple[int, int]]:
+def _pass_order(in_h: int, in_w: int, out_h: int, out_w: int, spans=None) -> list[tuple[int, int]]:
     """The ``(dim, out_size)`` passes Pillow runs, in its order.
 
     A pass is skipped when its dimension keeps its size. Pillow 13 (python-pillow/Pillow#9549)
@@ -188,9 +194,9 @@ def _pass_order(in_h: int, in_w: int, out_h: int, out_w: int) -> list[tuple[int,
     The order matters because the intermediate image is rounded to uint8.
     """
     passes = []
-    if out_w != in_w:
+    if (out_w != in_w) if spans is None else 3 in spans:
         passes.append((3, out_w))
-    if out_h != in_h:
+    if (out_h != in_h) if spans is None else 2 in spans:
         passes.append((2, out_h))
     if len(passes) == 2 and out_h < in_h and in_h - out_h > 2 * (in_w - out_w):
         passes.reverse()
@@ -215,8 +221,37 @@ def _check_size(size) -> tuple[int, int]:
     return values
 
 
-def resize(images: torch.Tensor, size: tuple[int, int], filter: str = "lanczos") -> torch.Tensor:
-    """Resize a batch to ``size`` with Pillow's ``Image.resize(..., resample)`` result.
+def _check_box(box, in_w: int, in_h: int) -> tuple[float, float, float, float]:
+    """``box = (left, top, right, bottom)`` as Pillow parses it (four C floats), or ValueError
+    unless it is a non-empty rectangle inside the image."""
+    try:
+        if len(box) != 4 or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in box):
+            raise TypeError
+        values = tuple(float32(float(v)) for v in box)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"box must be (left, top, right, bottom), four numbers, got {box!r}") from None
+    left, top, right, bottom = values
+    if not all(math.isfinite(v) for v in values) or not (0 <= left < right <= in_w and 0 <= top < bottom <= in_h):
+        raise ValueError(f"box {box!r} must be a non-empty rectangle inside the {in_w}x{in_h} image "
+                         f"(0 <= left < right <= width, 0 <= top < bottom <= height)")
+    return values  # type: ignore[return-value]
+
+
+def _axis(size: int, in0: float, in1: float, out_size: int, filter: str) -> Span:
+    """The span of one axis' pass, ``first`` set to the first input pixel its taps read."""
+    xmins, _ = pillow_coeffs(size, out_size, filter, Span(size, in0, in1, 0))
+    return Span(size, in0, in1, xmins[0])
+
+
+def _taps_end(span: Span, out_size: int, filter: str) -> int:
+    """One past the last input pixel a pass over ``span`` reads (counted from 0)."""
+    xmins, weights = pillow_coeffs(span.size, out_size, filter, span)
+    return span.first + max(x + len(w) for x, w in zip(xmins, weights))
+
+
+def resize(images: torch.Tensor, size: tuple[int, int], filter: str = "lanczos",
+           box: Optional[Sequence[float]] = None) -> torch.Tensor:
+    """Resize a batch to ``size`` with Pillow's ``Image.resize(size, resample, box)`` result.
 
     Args:
         images: uint8 ``(B, C, H, W)``, values 0..255, C in 1..4 (L, LA, RGB, RGBA; alpha is the
@@ -225,6 +260,10 @@ def resize(images: torch.Tensor, size: tuple[int, int], filter: str = "lanczos")
             ``resize`` takes ``(width, height)``.
         filter: one of :data:`RESAMPLING_FILTERS` (``"nearest"``, ``"bilinear"``,
             ``"bicubic"``, ``"lanczos"``), Pillow's filter of the same name.
+        box: the source region ``(left, top, right, bottom)`` in pixels, fractions allowed
+            (rounded to single precision, as Pillow does), inside the image; None: the whole
+            image. Pillow's rules with a box: its filter window is centred in the box but reads
+            the image's pixels beyond it; a box of whole pixels the size of the output is a crop.
 
     Returns:
         A new uint8 ``(B, C, out_height, out_width)`` tensor on the input's device, equal to
@@ -232,24 +271,34 @@ def resize(images: torch.Tensor, size: tuple[int, int], filter: str = "lanczos")
 
     Example:
         >>> x = torch.randint(0, 256, (2, 3, 1080, 1920), dtype=torch.uint8)
-        >>> resize(x, (450, 800)).shape
-        torch.Size([2, 3, 450, 800])
+        >>> resize(x, (450, 800)).shape, resize(x, (300, 400), box=(240.5, 0, 1680.5, 1080)).shape
+        (torch.Size([2, 3, 450, 800]), torch.Size([2, 3, 300, 400]))
     """
     check_images(images)
     if filter not in RESAMPLING_FILTERS:
         raise ValueError(f"filter must be one of {', '.join(RESAMPLING_FILTERS)}; got {filter!r}")
     out_h, out_w = _check_size(size)
     batch, channels, in_h, in_w = images.shape
+    whole = (0.0, 0.0, float(in_w), float(in_h))
+    left, top, right, bottom = whole if box is None else _check_box(box, in_w, in_h)
 
-    if (out_h, out_w) == (in_h, in_w) or batch == 0:
-        # Pillow returns a copy for the same size (before any premultiplication).
-        if batch == 0:
-            return images.new_empty((0, channels, out_h, out_w))
-        return images.clone()
+    if batch == 0:
+        return images.new_empty((0, channels, out_h, out_w))
+    if (out_h, out_w) == (in_h, in_w) and (left, top, right, bottom) == whole:
+        return images.clone()  # Pillow returns a copy (before any premultiplication)
+
+    # Pillow's _resize: a box of whole pixels the output's size is a crop (after RGBA -> RGBa).
+    if (left == int(left) and top == int(top) and span_length(left, right) == out_w
+            and span_length(top, bottom) == out_h):
+        x0, y0 = int(left), int(top)
+        out = images[:, :, y0 : y0 + out_h, x0 : x0 + out_w]
+        if filter != "nearest" and has_alpha(images):
+            return _unpremultiply(_premultiply(out))  # the round trip through RGBa is not lossless
+        return out.clone()
 
     if filter == "nearest":
-        rows = nearest_table(in_h, out_h, images.device)
-        cols = nearest_table(in_w, out_w, images.device)
+        rows = nearest_table(in_h, out_h, images.device, Span(in_h, top, bottom, 0))
+        cols = nearest_table(in_w, out_w, images.device, Span(in_w, left, right, 0))
         # gather with a stride-0 index beats index_select along the last dim (~3x on CPU).
         # Output rows in blocks: the picked rows (the intermediate) hold one block.
         out = images.new_empty((batch, channels, out_h, out_w))
@@ -258,9 +307,22 @@ def resize(images: torch.Tensor, size: tuple[int, int], filter: str = "lanczos")
             out[:, :, block] = torch.gather(picked, 3, cols.expand(batch, channels, picked.shape[2], out_w))
         return out
 
-    out = _premultiply(images) if has_alpha(images) else images
-    for dim, out_size in _pass_order(in_h, in_w, out_h, out_w):
-        out = _resample_pass(out, out_size, filter, dim)
+    # A pass per axis Pillow resamples (ImagingResampleInner's need_horizontal/need_vertical:
+    # note its comparison of the box's far edge with the output size); each reads only the
+    # pixels its taps reach, so the image is cut to those first (Pillow's ybox_first..ybox_last).
+    spans: dict[int, Span] = {}
+    if out_w != in_w or left != 0 or right != out_w:
+        spans[3] = _axis(in_w, left, right, out_w, filter)
+    if out_h != in_h or top != 0 or bottom != out_h:
+        spans[2] = _axis(in_h, top, bottom, out_h, filter)
+    out = images
+    if box is not None:
+        for dim, span in spans.items():
+            out = out.narrow(dim, span.first, _taps_end(span, out_w if dim == 3 else out_h, filter) - span.first)
+    if has_alpha(images):
+        out = _premultiply(out)
+    for dim, out_size in _pass_order(in_h, in_w, out_h, out_w, spans):
+        out = _resample_pass(out, out_size, filter, dim, None if box is None else spans[dim])
     if has_alpha(images):
         out = _unpremultiply(out)
     return out

@@ -39,7 +39,7 @@ from typing import List, NamedTuple, Tuple
 import torch
 
 from .parallel import map_pieces, split
-from .resize_weights import PRECISION_BITS, pillow_coeffs
+from .resize_weights import PRECISION_BITS, Span, pillow_coeffs
 
 #: Input pixels one block's outputs are centred over, roughly: more outputs per block mean wider
 #: windows (more multiplications by zero), fewer mean smaller, slower matrix products.
@@ -120,9 +120,10 @@ def _per_block(in_size: int, out_size: int) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def gathered_band(in_size: int, out_size: int, filter: str) -> GatheredBand:
-    """The gathered layout of a pass (any scale); cached per size pair and filter."""
-    xmins, weights = pillow_coeffs(in_size, out_size, filter)
+def gathered_band(in_size: int, out_size: int, filter: str, span: Span | None = None) -> GatheredBand:
+    """The gathered layout of a pass (any scale, any :class:`~kernels.resize_weights.Span`);
+    cached per size pair, filter and span."""
+    xmins, weights = pillow_coeffs(in_size, out_size, filter, span)
     per_block = _per_block(in_size, out_size)
     starts = [xmins[b] for b in range(0, out_size, per_block)]
     window = max(xmins[j] + len(weights[j]) - starts[j // per_block] for j in range(out_size))
@@ -166,23 +167,25 @@ def phased_band(in_size: int, out_size: int, filter: str) -> PhasedBand | None:
     return PhasedBand(period_out, period_in, phases)
 
 
-def resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) -> torch.Tensor:
+def resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int,
+                  span: Span | None = None) -> torch.Tensor:
     """One Pillow pass along ``dim`` (2: height, 3: width) of CPU uint8 ``(B, C, H, W)``.
 
     The input may have any strides: the phased layout reads each plane where it lies (a decoded
     JPEG is channels-last, and copying it to planes first cost more than the pass saves). The
     height pass of a channels-last image works on each image's ``(H, W * C)`` rows, which are
     contiguous there (every channel at once, whole rows gathered), and returns channels-last;
-    otherwise the result is contiguous.
+    otherwise the result is contiguous. With ``span`` (a resize box along ``dim``) the pass takes
+    the gathered layout: a box's windows do not repeat by whole pixels.
     """
     batch, channels, height, width = images.shape
     shape = (height, out_size) if dim == 3 else (out_size, width)
     interleaved = images.permute(0, 2, 3, 1)  # (B, H, W, C)
     if dim == 2 and channels > 1 and interleaved.is_contiguous():
         rows = interleaved.reshape(batch, height, width * channels)
-        out = _rows_pass(rows, out_size, filter)  # (B, out_size, W * C)
+        out = _rows_pass(rows, out_size, filter, span)  # (B, out_size, W * C)
         return out.view(batch, out_size, width, channels).permute(0, 3, 1, 2)
-    band = phased_band(images.shape[dim], out_size, filter)
+    band = None if span is not None else phased_band(images.shape[dim], out_size, filter)
     if band is not None:
         planes = [plane for image in images for plane in image]  # (H, W) views, strides kept
         phased = _phased_width if dim == 3 else _phased_rows
@@ -190,9 +193,9 @@ def resample_pass(images: torch.Tensor, out_size: int, filter: str, dim: int) ->
     else:
         planes = images.reshape(batch * channels, height, width)
         if dim == 3:
-            out = _gathered_width(planes, out_size, gathered_band(width, out_size, filter))
+            out = _gathered_width(planes, out_size, gathered_band(width, out_size, filter, span))
         else:
-            out = _gathered_rows(planes, out_size, gathered_band(height, out_size, filter))
+            out = _gathered_rows(planes, out_size, gathered_band(height, out_size, filter, span))
     return out.view(batch, channels, *shape)
 
 
@@ -216,7 +219,7 @@ def _gathered_width(planes: torch.Tensor, out_size: int, band: GatheredBand) -> 
     return out
 
 
-def _rows_pass(planes: torch.Tensor, out_size: int, filter: str) -> torch.Tensor:
+def _rows_pass(planes: torch.Tensor, out_size: int, filter: str, span: Span | None = None) -> torch.Tensor:
     """The pass along dim 1 of ``(P, N, M)`` uint8 planes whose rows are contiguous;
     ``(P, out_size, M)`` uint8 out.
 
@@ -224,12 +227,12 @@ def _rows_pass(planes: torch.Tensor, out_size: int, filter: str) -> torch.Tensor
     bands of columns, so a chunk's float64 window stays small however wide the image is.
     """
     count, in_size, length = planes.shape
-    band = phased_band(in_size, out_size, filter)
+    band = None if span is not None else phased_band(in_size, out_size, filter)
 
     def run(columns: torch.Tensor) -> torch.Tensor:
         if band is not None:
             return _phased_rows(list(columns), tuple(columns.shape[1:]), out_size, band)
-        return _gathered_rows(columns, out_size, gathered_band(in_size, out_size, filter))
+        return _gathered_rows(columns, out_size, gathered_band(in_size, out_size, filter, span))
 
     if length <= _MAX_ROW_LENGTH:
         return run(planes)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
+from typing import NamedTuple
 
 import torch
 
@@ -62,21 +64,50 @@ _FILTERS = {
 }
 
 
-def pillow_coeffs(in_size: int, out_size: int, filter: str) -> tuple[list[int], list[list[int]]]:
-    """Pillow's ``precompute_coeffs`` + ``normalize_coeffs_8bpc`` for a full-image box.
+class Span(NamedTuple):
+    """The source interval one pass resamples, as Pillow's resize ``box`` gives it along one axis:
+    ``[in0, in1)`` in pixels of an axis ``size`` long, both float32 values (Pillow parses the box as
+    C floats), and ``first``, the input index the pass's input starts at (the caller may hand the
+    pass only the pixels its taps read, ``first`` onwards)."""
+
+    size: int
+    in0: float
+    in1: float
+    first: int
+
+
+def float32(value: float) -> float:
+    """``value`` rounded to the nearest IEEE single (C's ``float``), as a Python float."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def span_length(in0: float, in1: float) -> float:
+    """C's ``in1 - in0`` on two floats: the difference rounded to single precision."""
+    return float32(in1 - in0)
+
+
+def pillow_coeffs(in_size: int, out_size: int, filter: str,
+                  span: Span | None = None) -> tuple[list[int], list[list[int]]]:
+    """Pillow's ``precompute_coeffs`` + ``normalize_coeffs_8bpc``, for the whole axis of
+    ``in_size`` pixels or, with ``span``, for its ``[in0, in1)`` interval (a resize ``box``).
 
     Returns ``(xmin, weights)``: for output pixel ``xx`` the taps are input pixels
-    ``xmin[xx] + i`` for ``i < len(weights[xx])``, with int weights in 22-bit fixed point.
+    ``xmin[xx] + i`` for ``i < len(weights[xx])`` (counted from ``span.first`` with a span), with
+    int weights in 22-bit fixed point.
     """
     func, base_support = _FILTERS[filter]
-    scale = in_size / out_size  # (double)(in1 - in0) / outSize; in1 - in0 is exact in float
+    if span is None:
+        span = Span(in_size, 0.0, float(in_size), 0)
+    in_size, in0, first = span.size, span.in0, span.first
+    # (double)(in1 - in0) / outSize, the difference in single precision (exact for whole pixels).
+    scale = span_length(in0, span.in1) / out_size
     filterscale = max(scale, 1.0)
     support = base_support * filterscale
     ss = 1.0 / filterscale
     xmins: list[int] = []
     weights: list[list[int]] = []
     for xx in range(out_size):
-        center = (xx + 0.5) * scale
+        center = in0 + (xx + 0.5) * scale
         # C's (int) cast truncates toward zero; max/min clamp like Pillow's bounds checks.
         xmin = max(int(center - support + 0.5), 0)
         xmax = min(int(center + support + 0.5), in_size) - xmin
@@ -89,26 +120,32 @@ def pillow_coeffs(in_size: int, out_size: int, filter: str) -> tuple[list[int], 
         # Round half away from zero into fixed point; int() truncates like C's cast.
         one = 1 << PRECISION_BITS
         fixed = [int(-0.5 + k * one) if k < 0 else int(0.5 + k * one) for k in ks]
-        xmins.append(xmin)
+        xmins.append(xmin - first)
         weights.append(fixed)
     return xmins, weights
 
 
 @functools.lru_cache(maxsize=256)
-def nearest_table(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
+def nearest_table(in_size: int, out_size: int, device: torch.device, span: Span | None = None) -> torch.Tensor:
     """Source index (int64, ``(out_size,)``) of each output pixel for Pillow's NEAREST resize.
 
     Pillow maps with an affine transform (``ImagingScaleAffine``): the coordinate starts at
     ``step * 0.5`` and is advanced by repeated double addition of ``step = in / out``, then
     truncated. The repeated addition (not ``(j + 0.5) * step``) is reproduced here because its
     rounding can move a coordinate across an integer.
+
+    With ``span`` (a resize ``box``: Pillow's ``ImagingScaleAffine`` with ``a[0]`` the span's
+    single-precision length over ``out_size`` and ``a[2] = in0``) the coordinate starts at
+    ``in0 + step * 0.5``, and indices count from ``span.first``.
     """
-    step = in_size / out_size
-    pos = 0.0 + step * 0.5
+    if span is None:
+        span = Span(in_size, 0.0, float(in_size), 0)
+    step = span_length(span.in0, span.in1) / out_size
+    pos = span.in0 + step * 0.5
     index = []
     for _ in range(out_size):
         # COORD(): negative -> -1 (outside); positions are never negative here, and never reach
-        # in_size (the last one is in_size - step/2 up to rounding), but clamp to be safe.
-        index.append(min(max(int(pos), 0), in_size - 1))
+        # the axis' end (the last one is in1 - step/2 up to rounding), but clamp to be safe.
+        index.append(min(max(int(pos), 0), span.size - 1) - span.first)
         pos += step
     return torch.tensor(index, dtype=torch.int64, device=device)

@@ -63,10 +63,17 @@ CASES = {
 }
 
 
+def _benchmark_params(name: str, entry) -> list[tuple[str, dict]]:
+    """(case suffix, params) per benchmark row of an operation (PARAMS may list several)."""
+    rows = PARAMS.get(name, entry.examples[0])
+    return [("", rows)] if not isinstance(rows, list) else [(f"-{i}", p) for i, p in enumerate(rows)]
+
+
 #: Every registered operation the cases above leave out, on the RGB source.
-CASES.update({f"rgb-op-{name}": ("rgb", {"operations": [{"type": name, "params": PARAMS.get(name, entry.examples[0])}]})
+CASES.update({f"rgb-op-{name}{suffix}": ("rgb", {"operations": [{"type": name, "params": params}]})
               for name, entry in REGISTRY.items()
-              if not any(op["type"] == name for _, job in CASES.values() for op in job.get("operations", []))})
+              if not any(op["type"] == name for _, job in CASES.values() for op in job.get("operations", []))
+              for suffix, params in _benchmark_params(name, entry)})
 
 #: (C, H, W) of each source as decoded (the JPEG shown turned by its EXIF orientation).
 SHAPES = {"rgb": (3, SIZE[1], SIZE[0]), "rgba": (4, SIZE[1], SIZE[0]), "jpeg6": (3, SIZE[0], SIZE[1])}
