@@ -4,43 +4,25 @@
 from __future__ import annotations
 
 import functools
-import math
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Literal, Optional
 
 import torch
 from PIL import Image, ImageOps
-from pydantic import Field, PlainValidator, model_validator
+from pydantic import Field, model_validator
 
 import kernels
 from gpu_worker.errors import InvalidInput
 from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
 from gpu_worker.operations.colors import TRANSPARENT, Color, to_hex, to_rgba
+from gpu_worker.operations.gravity import centering, gravity_type
 from gpu_worker.operations.resize import MAX_RESIZE_SIDE, PILLOW_FILTERS
 
-#: Named gravities: Pillow's ``centering`` (x, y), 0 the left/top edge, 1 the right/bottom.
-GRAVITIES = {
-    "center": (0.5, 0.5), "north": (0.5, 0.0), "south": (0.5, 1.0), "east": (1.0, 0.5), "west": (0.0, 0.5),
-    "northeast": (1.0, 0.0), "northwest": (0.0, 0.0), "southeast": (1.0, 1.0), "southwest": (0.0, 1.0),
-}
 #: Gravities that choose the window from the pixels (libvips' smartcrop), mode ``crop`` only.
 SMART_GRAVITIES = kernels.SMART_CHOOSERS
 MODES = ("contain", "cover", "crop", "pad")
 
 
-def _gravity(value: Any) -> Union[str, tuple[float, float]]:
-    """A gravity name, or ``[x, y]`` fractions 0..1 as a tuple of floats; ValueError with one
-    message for every wrong form."""
-    if isinstance(value, str) and (value in GRAVITIES or value in SMART_GRAVITIES):
-        return value
-    if (isinstance(value, list) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-            and all(math.isfinite(v) and 0 <= v <= 1 for v in value)):
-        return (float(value[0]), float(value[1]))
-    names = ", ".join([*GRAVITIES, *SMART_GRAVITIES])
-    raise ValueError(f"a gravity is one of {names}, or [x, y], two numbers 0-1")
-
-
-Gravity = Annotated[Union[str, list[float]], PlainValidator(_gravity, json_schema_input_type=Union[str, list[float]])]
+Gravity = gravity_type(SMART_GRAVITIES)
 
 
 class FitParams(OpParams):
@@ -64,7 +46,7 @@ class FitParams(OpParams):
 
 
 def _centering(p: FitParams) -> tuple[float, float]:
-    return GRAVITIES[p.gravity] if isinstance(p.gravity, str) else p.gravity
+    return centering(p.gravity)
 
 
 def contain_size(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:

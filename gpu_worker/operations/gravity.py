@@ -18,18 +18,27 @@ GRAVITIES: dict[str, tuple[float, float]] = {
 }
 
 
-def _validate(value: Any) -> Union[str, list[float]]:
-    """A name, or ``[x, y]`` as two floats 0..1 (so equal gravities give equal plan keys)."""
-    if isinstance(value, str) and value in GRAVITIES:
-        return value
-    if (isinstance(value, list) and len(value) == 2
-            and all(type(v) in (int, float) and 0 <= v <= 1 for v in value)):
-        return [float(v) for v in value]
-    raise ValueError(f"a gravity is one of {', '.join(GRAVITIES)} or [x, y], two fractions 0-1")
+def _validator(extra_names: tuple[str, ...]):
+    def validate(value: Any) -> Union[str, list[float]]:
+        """A name, or ``[x, y]`` as two floats 0..1 (so equal gravities give equal plan keys)."""
+        if isinstance(value, str) and (value in GRAVITIES or value in extra_names):
+            return value
+        if (isinstance(value, list) and len(value) == 2
+                and all(type(v) in (int, float) and 0 <= v <= 1 for v in value)):
+            return [float(v) for v in value]
+        raise ValueError(f"a gravity is one of {', '.join([*GRAVITIES, *extra_names])} or [x, y], two fractions 0-1")
+    return validate
 
 
-#: A gravity parameter (JSON: a string or an array of two numbers).
-Gravity = Annotated[Union[str, list[float]], PlainValidator(_validate, json_schema_input_type=Union[str, list[float]])]
+def gravity_type(extra_names: tuple[str, ...] = ()) -> Any:
+    """A gravity parameter's type (JSON: a string or an array of two numbers) that also takes
+    ``extra_names`` (``fit``'s smart crops), which :func:`centering` leaves to the entry."""
+    return Annotated[Union[str, list[float]],
+                     PlainValidator(_validator(extra_names), json_schema_input_type=Union[str, list[float]])]
+
+
+#: A gravity parameter: a name of :data:`GRAVITIES` or ``[x, y]``.
+Gravity = gravity_type()
 
 
 def centering(gravity: Union[str, list[float]]) -> tuple[float, float]:
