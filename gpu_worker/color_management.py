@@ -42,8 +42,8 @@ from PIL import Image, ImageCms
 from gpu_worker.errors import DecodeError
 from kernels.color_table import apply_color_table
 
-__all__ = ["CACHE_TABLES", "ProfileError", "SourceProfile", "cmyk_to_srgb", "read_profile", "reference",
-           "srgb_table", "to_srgb"]
+__all__ = ["CACHE_TABLES", "ProfileError", "SourceProfile", "cmyk_to_srgb", "profile_for", "read_profile",
+           "reference", "srgb_table", "to_srgb"]
 
 #: RGB tables (48 MB each) kept per device; grey ones (256 bytes) are counted alike.
 CACHE_TABLES = 4
@@ -108,6 +108,19 @@ def read_profile(data: bytes) -> SourceProfile:
         raise ProfileError(f"the image's embedded ICC profile ({len(data)} bytes) is corrupt: "
                            f"{str(exc) or type(exc).__name__}") from None
     return SourceProfile(data, hashlib.sha256(data).hexdigest(), description, space, profile)
+
+
+def profile_for(icc: bytes | None, mode: str, channels: int) -> SourceProfile | None:
+    """The profile that applies to a source (`SourceInfo`'s ``icc_profile``, ``mode`` and
+    ``channels``): None when it has none, or one for another colour space (ignored).
+
+    Raises:
+        ProfileError: the embedded profile cannot be read.
+    """
+    if not icc:
+        return None
+    source = read_profile(icc)
+    return source if source.applies_to(mode, channels) else None
 
 
 def _transform(source: SourceProfile, in_mode: str, out_mode: str) -> ImageCms.ImageCmsTransform:

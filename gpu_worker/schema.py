@@ -5,7 +5,8 @@ A single-image job::
 
     {"image": {"url": "https://..."} | {"base64": "..."},
      "operations": [{"type": "resize", "params": {"width": 800}}, ...],
-     "output": {"format": "JPEG" | "PNG" | "WEBP", "quality": 1..100, "upload": false},
+     "output": {"format": "JPEG" | "PNG" | "WEBP", "quality": 1..100, "upload": false,
+                "icc": "srgb" | "keep"},
      "analysis": "source" | "result" | "both" | true | false}
 
 A batch job is ``{"images": [<single-image job>, ...]}``; ``operations``, ``output`` and
@@ -15,7 +16,7 @@ validated one by one, so a bad item fails only itself.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -49,6 +50,10 @@ class OutputSpec(_Strict):
     quality: int = Field(default=85, ge=1, le=100)
     #: Put the result in the bucket and return a presigned URL even when it is small.
     upload: bool = False
+    #: "srgb": a source with an ICC profile that is not sRGB is converted to sRGB before the
+    #: operations, and the result carries no profile. "keep": the pixels stay in the source's
+    #: space and its profile is embedded in the result (gpu_worker.color_management).
+    icc: Literal["srgb", "keep"] = "srgb"
 
     @field_validator("format")
     @classmethod

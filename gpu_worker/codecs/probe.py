@@ -51,6 +51,9 @@ class SourceInfo:
         size_bytes: length of the encoded data.
         channels: channels `decode` returns: 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA).
         decoder: which decoder `decode` uses (one of `DECODERS`).
+        icc_profile: the embedded ICC profile's bytes (JPEG APP2, PNG iCCP, WebP ICCP, TIFF tag,
+            as Pillow's plugins read them when opening), or None; not checked here
+            (`gpu_worker.color_management.read_profile` opens it).
     """
 
     format: str
@@ -64,6 +67,7 @@ class SourceInfo:
     size_bytes: int
     channels: int
     decoder: str
+    icc_profile: bytes | None = None
 
     @property
     def pixels(self) -> int:
@@ -261,6 +265,7 @@ def _read_header(im: ImageFile.ImageFile, data: bytes) -> SourceInfo:
         size_bytes=len(data),
         channels=channels,
         decoder=decoder,
+        icc_profile=im.info.get("icc_profile") or None,
     )
 
 

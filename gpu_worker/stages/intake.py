@@ -8,6 +8,7 @@ import time
 
 from gpu_worker.cache import ResultCache
 from gpu_worker.codecs import check_pixels, probe
+from gpu_worker.color_management import profile_for
 from gpu_worker.config import Settings
 from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
@@ -57,6 +58,7 @@ def probe_item(item: Item, settings: Settings) -> None:
     """The header -> ``info``; refuses images over the pixel limits before decoding."""
     try:
         item.info = probe(item.data)
+        item.profile = profile_for(item.info.icc_profile, item.info.mode, item.info.channels)
         check_pixels(item.info, settings.max_decoded_pixels)
         check_plan_sizes(item, settings)
     except JobError as exc:
@@ -93,7 +95,7 @@ def check_batch_pixels(items: list[Item], settings: Settings) -> None:
 def cache_key(item: Item) -> str:
     """Equal keys, equal responses: the source's digest, the plan, the output and analysis."""
     spec = item.spec
-    settings = f"{spec.output.format}:{spec.output.quality}:{','.join(spec.analysis_targets)}"
+    settings = f"{spec.output.format}:{spec.output.quality}:{spec.output.icc}:{','.join(spec.analysis_targets)}"
     return f"{item.digest}|{item.plan.key}|{settings}"
 
 
