@@ -8,7 +8,8 @@ format     where the profile goes
 =========  ===================================================================================
 JPEG       ``APP2`` segments ``ICC_PROFILE\\0`` + sequence number + count, 65,519 bytes of the
            profile each, right after SOI (ICC.1, annex B.4)
-PNG        one ``iCCP`` chunk (name, compression method 0, zlib data) right after IHDR
+PNG        one ``iCCP`` chunk (name, compression method 0, zlib data) right after IHDR (an
+           ``iCCP`` or ``sRGB`` chunk already there is dropped)
 WEBP       an ``ICCP`` chunk after ``VP8X`` (a simple file gets a ``VP8X`` header first, with the
            canvas size read from its VP8/VP8L bitstream), and VP8X's ICC flag set
 =========  ===================================================================================
@@ -41,9 +42,15 @@ def _png_chunk(tag: bytes, body: bytes) -> bytes:
 
 
 def _png(data: bytes, icc: bytes) -> bytes:
-    ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]  # signature, then IHDR
-    chunk = _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
-    return data[:ihdr_end] + chunk + data[ihdr_end:]
+    chunks = []
+    pos = 8
+    while pos + 8 <= len(data):
+        end = pos + 12 + struct.unpack(">I", data[pos : pos + 4])[0]
+        if data[pos + 4 : pos + 8] not in (b"iCCP", b"sRGB"):  # one colour space statement only
+            chunks.append(data[pos:end])
+        pos = end
+    icc_chunk = _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
+    return data[:8] + chunks[0] + icc_chunk + b"".join(chunks[1:])  # right after IHDR
 
 
 def _riff_chunk(tag: bytes, body: bytes) -> bytes:
