@@ -33,7 +33,8 @@ def apply_color_table(images: torch.Tensor, table: torch.Tensor) -> torch.Tensor
             ``v``), or ``(2**24, 3)`` for RGB (row ``r << 16 | g << 8 | b``: the new ``(r, g, b)``).
 
     Returns:
-        uint8 ``(B, C, H, W)``, a new tensor on the same device.
+        uint8 ``(B, C, H, W)``, a new tensor on the same device, with channels-last strides (the
+        table's rows are interleaved colours: they are copied as they are).
 
     >>> t = torch.arange(255, -1, -1, dtype=torch.uint8).view(256, 1)  # inverts grey
     >>> apply_color_table(torch.tensor([[[[0, 10]]]], dtype=torch.uint8), t).tolist()
@@ -48,8 +49,10 @@ def apply_color_table(images: torch.Tensor, table: torch.Tensor) -> torch.Tensor
         raise ValueError(f"a {c}-colour-channel image needs a uint8 table of shape {expected}, got {got}")
     if table.device != images.device:
         raise ValueError(f"table is on {table.device}, images on {images.device}")
-    bsz, _, h, w = images.shape
-    out = torch.empty_like(images, memory_format=torch.contiguous_format)
+    _, _, h, w = images.shape
+    interleaved = torch.empty((bsz := images.shape[0], *images.shape[2:], images.shape[1]), dtype=torch.uint8,
+                              device=images.device)  # (B, H, W, C)
+    out = interleaved.permute(0, 3, 1, 2)
     if has_alpha(images):
         out[:, -1:] = images[:, -1:]
     if bsz == 0 or h == 0 or w == 0:
@@ -67,7 +70,7 @@ def apply_color_table(images: torch.Tensor, table: torch.Tensor) -> torch.Tensor
             else:
                 r, g, b = src.reshape(3, n).to(torch.int32)
                 index = (r << 16) | (g << 8) | b
-            out[i, :c, r0 : r0 + rows] = table.index_select(0, index).T.reshape(c, src.shape[1], w)
+            interleaved[i, r0 : r0 + rows, :, :c] = table.index_select(0, index).view(src.shape[1], w, c)
 
     map_pieces(work, split(blocks))
     return out
