@@ -254,6 +254,8 @@ def to_srgb(images: torch.Tensor, source: SourceProfile) -> torch.Tensor:
     table = srgb_table(source, images.device)
     if table is None:
         return images
+    if table.device.type == "cuda":  # the cache may drop it while this stream still reads it
+        table.record_stream(torch.cuda.current_stream(table.device))
     if images.dim() == 3:
         return apply_color_table(images.unsqueeze(0), table)[0]
     return apply_color_table(images, table)
