@@ -105,6 +105,7 @@ CASES = [
     ("ProPhotoRGB.icc", "WEBP", "RGBA"),
     ("display_p3", "JPEG", "RGB"),
     ("display_p3", "WEBP", "RGB"),
+    ("display_p3", "TIFF", "RGBA"),
     ("Gray.icc", "JPEG", "L"),
     ("Gray.icc", "PNG", "LA"),
 ]
