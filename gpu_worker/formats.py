@@ -120,7 +120,8 @@ class SourceFormat:
 
 #: The formats read, in the order their Pillow plugins are tried.
 SOURCE_FORMATS: tuple[SourceFormat, ...] = (
-    SourceFormat("JPEG", ("JPEG",), "baseline, progressive, grey, CMYK (Pillow's CMYK -> RGB), MPO (first picture)",
+    SourceFormat("JPEG", ("JPEG",), "baseline, progressive, grey, CMYK (through its ICC profile by LittleCMS; "
+                 "without one, Pillow's CMYK -> RGB), MPO (first picture)",
                  "libjpeg-turbo through torchvision (nvjpeg on CUDA); CMYK by Pillow"),
     SourceFormat("PNG", ("PNG",), "every bit depth and colour type, interlaced; 16 bits become 8", "Pillow (libpng)"),
     SourceFormat("WebP", ("WEBP",), "lossy, lossless, alpha; animated: first frame",

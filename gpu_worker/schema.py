@@ -6,7 +6,8 @@ A single-image job::
     {"image": {"url": "https://..."} | {"base64": "..."},
      "operations": [{"type": "resize", "params": {"width": 800}}, ...],
      "output": {"format": "JPEG" | "PNG" | "WEBP" | "AVIF" | "GIF", "quality": 1..100, "upload": false,
-                "lossless": false, "speed": 0..10, "keep_metadata": false, "max_bytes": 1..},
+                "lossless": false, "speed": 0..10, "keep_metadata": false, "max_bytes": 1..,
+                "icc": "srgb" | "keep"},
      "analysis": "source" | "result" | "both" | true | false}
 
 A batch job is ``{"images": [<single-image job>, ...]}``; ``operations``, ``output`` and
@@ -16,7 +17,7 @@ validated one by one, so a bad item fails only itself.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -63,6 +64,10 @@ class OutputSpec(_Strict):
     keep_metadata: bool = False
     #: The largest file, bytes: the highest quality not above ``quality`` that fits (JPEG, WebP, AVIF).
     max_bytes: Optional[int] = Field(default=None, ge=1)
+    #: "srgb": a source with an ICC profile that is not sRGB is converted to sRGB before the
+    #: operations, and the result carries no profile. "keep": the pixels stay in the source's
+    #: space and its profile is embedded in the result (gpu_worker.color_management).
+    icc: Literal["srgb", "keep"] = "srgb"
 
     @field_validator("format")
     @classmethod

@@ -6,7 +6,8 @@ Decode paths (`SourceInfo.decoder`, chosen by `probe` from the header):
   On a CUDA device: nvjpeg, all the batch's JPEGs in one ``decode_jpeg(list, device="cuda")``
   call; elsewhere libjpeg-turbo on the CPU (``decode_jpeg`` on CPU).
 - ``torchvision.webp``: still WebP, lossy or lossless, with or without alpha (CPU).
-- ``pillow``: PNG (every kind), GIF (first frame), CMYK JPEG (Pillow's CMYK -> RGB), animated
+- ``pillow``: PNG (every kind), GIF (first frame), CMYK JPEG (through its embedded ICC profile by
+  LittleCMS, else Pillow's CMYK -> RGB; Adobe's inverted CMYK is inverted back by Pillow), animated
   WebP (first frame), BMP, TIFF, PPM, ICO (CPU).
 
 Every decoder here is fed bytes from strangers, so each is one that fails with an error on
@@ -63,6 +64,7 @@ import torchvision.io as tvio
 from PIL import Image
 
 from gpu_worker.codecs.probe import SourceInfo, open_image, probe, read_orientation
+from gpu_worker.color_management import cmyk_to_srgb, profile_for
 from gpu_worker.errors import DecodeError, JobError
 
 __all__ = ["decode", "decode_batch", "apply_orientation"]
@@ -259,8 +261,12 @@ def _pillow_to_array(im: Image.Image) -> np.ndarray:
         target = "RGBA"
     elif mode in ("P", "RGB"):
         target = "RGBA" if trns is not None else "RGB"
-    else:  # CMYK (Pillow's CMYK -> RGB conversion), YCbCr, RGBX, LAB, HSV, ...
+    else:  # CMYK (Pillow's CMYK -> RGB conversion, or its ICC profile's), YCbCr, RGBX, LAB, HSV, ...
         target = "RGB"
+        if mode == "CMYK":
+            source = profile_for(im.info.get("icc_profile"), mode, 3)
+            if source is not None:
+                im, mode = cmyk_to_srgb(im, source), "RGB"
     if mode != target:
         im = im.convert(target)
     arr = np.asarray(im)

@@ -56,6 +56,9 @@ class SourceInfo:
         channels: channels `decode` returns: 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA).
         decoder: which decoder `decode` uses (one of `DECODERS`).
         metadata: what the file carries besides pixels (EXIF, XMP, IPTC, ICC profile).
+        icc_profile: the embedded ICC profile's bytes (JPEG APP2, PNG iCCP, WebP ICCP, TIFF tag,
+            as Pillow's plugins read them when opening), or None; not checked here
+            (`gpu_worker.color_management.read_profile` opens it).
     """
 
     format: str
@@ -70,6 +73,7 @@ class SourceInfo:
     channels: int
     decoder: str
     metadata: SourceMetadata = NOTHING
+    icc_profile: bytes | None = None
 
     @property
     def pixels(self) -> int:
@@ -272,6 +276,7 @@ def _read_header(im: ImageFile.ImageFile, data: bytes) -> SourceInfo:
         channels=channels,
         decoder=decoder,
         metadata=read_source(im, data),
+        icc_profile=im.info.get("icc_profile") or None,
     )
 
 

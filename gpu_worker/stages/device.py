@@ -1,5 +1,6 @@
-"""The device stages of one chunk of items: decode (and analyse the sources), run the
-operations (and analyse the results), encode. gpu_worker.overlap runs them chunk by chunk."""
+"""The device stages of one chunk of items: decode (convert by the source's ICC profile, analyse
+the sources), run the operations (and analyse the results), encode (and embed the profile when
+kept). gpu_worker.overlap runs them chunk by chunk."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gpu_worker.codecs import decode_batch
 from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import JobError
 from gpu_worker.plan import Plan
+from gpu_worker.stages.color import convert_sources, embed_profiles
 from gpu_worker.stages.item import Item, describe_failure, fail_all, live
 from gpu_worker.stages.output import encode_results
 from gpu_worker.stages.policy import DevicePolicy
@@ -38,6 +40,7 @@ def decode_chunk(items: list[Item], policy: DevicePolicy) -> list[torch.Tensor]:
             item.fail(item.named(str(image)))
         else:
             item.source = image
+    convert_sources(todo)
     analyze_items(todo, "source")
     policy.sync()
     return [item.source for item in todo if item.source is not None]
@@ -113,6 +116,7 @@ def encode_chunk(items: list[Item], policy: DevicePolicy) -> None:
     for group in on_gpu.values():
         _encode(group, nvjpeg=True)
     map_images(lambda item: _encode([item], nvjpeg=False), on_host)
+    embed_profiles(items)
 
 
 def _encode(group: list[Item], nvjpeg: bool) -> None:

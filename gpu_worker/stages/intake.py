@@ -11,6 +11,7 @@ import torch
 
 from gpu_worker.cache import ResultCache
 from gpu_worker.codecs import check_pixels, probe
+from gpu_worker.color_management import profile_for
 from gpu_worker.config import Settings
 from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
@@ -86,6 +87,7 @@ def probe_item(item: Item, settings: Settings) -> None:
     """The header -> ``info``; refuses images over the pixel limits before decoding."""
     try:
         item.info = probe(item.data)
+        item.profile = profile_for(item.info.icc_profile, item.info.mode, item.info.channels)
         check_pixels(item.info, settings.max_decoded_pixels)
         check_plan_sizes(item, settings)
     except JobError as exc:

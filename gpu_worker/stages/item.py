@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from gpu_worker.codecs import SourceInfo
+from gpu_worker.color_management import SourceProfile
 from gpu_worker.errors import JobError
 from gpu_worker.plan import Plan
 from gpu_worker.schema import ImageJob
@@ -39,6 +40,7 @@ class Item:
     fetch_ms: float = 0.0  # fetch
     digest: str = ""  # fetch, when the cache is on: SHA-256 of data (hex), the cache key's first part
     info: Optional[SourceInfo] = None  # probe
+    profile: Optional[SourceProfile] = None  # probe: the source's ICC profile, when it has one for its colours
     cached: bool = False  # cache lookup: encoded and analysis came from the cache
     source: Optional[torch.Tensor] = None  # decode, until the operations have run: uint8 (C, H, W)
     result: Optional[torch.Tensor] = None  # operations, until encoded: uint8 (C, H, W)

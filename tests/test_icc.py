@@ -1,0 +1,316 @@
+"""Embedded ICC profiles: sources converted to sRGB (the default), kept with ``output.icc: "keep"``,
+CMYK JPEGs through their profile, sRGB and mismatched profiles left alone, corrupt ones refused.
+
+Real profiles (tests/data/icc: Adobe RGB-compatible, ProPhoto, a grey one, Ghostscript's CMYK) and a
+Display P3 profile written from its published primaries (tests/icc_profiles.py), on real photos
+converted into each space by LittleCMS and saved with the profile embedded. The reference is
+``ImageCms.profileToProfile(..., PERCEPTUAL)`` (`gpu_worker.color_management.reference`) on the
+pixels the worker decodes; the worker's result is PNG (lossless), so its pixels are compared.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+
+import numpy as np
+import pytest
+import torch
+from icc_profiles import display_p3, into_profile, profile, save_tagged
+from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample
+
+import gpu_worker.runtime as runtime_module
+from gpu_worker import color_management
+from gpu_worker.codecs import decode
+from gpu_worker.codecs.icc import CARRIES_PROFILE, embed_profile
+from gpu_worker.config import Settings
+from gpu_worker.handler import run_sync
+from gpu_worker.operations import apply_reference
+from gpu_worker.runtime import build_runtime, set_runtime
+from kernels.color_table import apply_color_table
+from PIL import Image
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
+
+SIZE = (97, 61)
+#: Within this many levels of LittleCMS (the project's standard; the table makes it 0 in fact).
+ATOL = 1
+PNG_OUT = {"format": "PNG"}
+
+
+@pytest.fixture
+def worker(device):
+    """A fresh runtime on ``device`` (own result cache), installed for the handler."""
+    previous = runtime_module._runtime
+    runtime = build_runtime(dataclasses.replace(Settings(), gpu_worker_device=str(device)))
+    set_runtime(runtime)
+    yield runtime
+    set_runtime(previous)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def run(job_input: dict) -> dict:
+    return run_sync({"id": "icc-test", "input": job_input})
+
+
+def ok(response: dict) -> dict:
+    assert response.get("success") is True, response.get("error", response)
+    return response
+
+
+def result_file(response: dict) -> bytes:
+    return base64.b64decode(ok(response)["processed_image"].split(",", 1)[1])
+
+
+def result_image(response: dict) -> Image.Image:
+    im = Image.open(io.BytesIO(result_file(response)))
+    im.load()
+    return im
+
+
+def photo(mode: str, name: str = COLOR_PHOTOS[0]) -> Image.Image:
+    """A real photo crop in ``mode`` (LA from the RGBA crop's grey and alpha)."""
+    if mode == "LA":
+        return sample("RGBA", SIZE, name).convert("LA")
+    return sample(mode, SIZE, name)
+
+
+def tagged_source(profile_name: str, fmt: str, mode: str, name: str = COLOR_PHOTOS[0]) -> tuple[bytes, bytes]:
+    """(file, profile): a real photo converted into the profile's space and saved as ``fmt`` with
+    the profile embedded (JPEG quality 92, WebP lossless)."""
+    icc = profile(profile_name)
+    im = into_profile(photo(mode, name), icc)
+    params = {"JPEG": {"quality": 92}, "WEBP": {"lossless": True}}.get(fmt, {})
+    return save_tagged(im, fmt, icc, **params), icc
+
+
+def decoded_as_pillow(data: bytes, device: torch.device) -> Image.Image:
+    """The source's pixels as the worker decodes them on ``device`` (nvjpeg's on CUDA), as PIL."""
+    arr = decode(data, device).permute(1, 2, 0).cpu().numpy()
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    return Image.fromarray(arr[:, :, 0] if mode == "L" else arr, mode)
+
+
+# ---------------------------------------------------------------------------------------------
+# converted to sRGB (the default)
+
+CASES = [
+    ("compatibleWithAdobeRGB1998.icc", "JPEG", "RGB"),
+    ("compatibleWithAdobeRGB1998.icc", "PNG", "RGBA"),
+    ("ProPhotoRGB.icc", "PNG", "RGB"),
+    ("ProPhotoRGB.icc", "WEBP", "RGBA"),
+    ("display_p3", "JPEG", "RGB"),
+    ("display_p3", "WEBP", "RGB"),
+    ("display_p3", "TIFF", "RGBA"),
+    ("Gray.icc", "JPEG", "L"),
+    ("Gray.icc", "PNG", "LA"),
+]
+
+
+@pytest.mark.parametrize("profile_name, fmt, mode", CASES, ids=["-".join(c) for c in CASES])
+def test_source_converted_to_srgb_like_littlecms(worker, profile_name, fmt, mode):
+    data, icc = tagged_source(profile_name, fmt, mode)
+    expected = color_management.reference(decoded_as_pillow(data, worker.device), icc)
+    got = result_image(run({"image": {"base64": b64(data)}, "output": PNG_OUT}))
+    assert got.mode == expected.mode == mode
+    assert max_abs_diff(pil_array(got), pil_array(expected)) <= ATOL
+    assert "icc_profile" not in got.info  # "srgb": the result is untagged, which means sRGB
+    # The conversion did something: the source's numbers read as sRGB are visibly off.
+    assert max_abs_diff(pil_array(got), pil_array(decoded_as_pillow(data, worker.device))) > 5
+
+
+def test_real_adobe_rgb_photo_converted(worker):
+    """scikit-image's rocket.jpg is a real photo with an Adobe RGB (1998) profile embedded."""
+    from photos import DATA_DIR
+
+    with open(f"{DATA_DIR}/rocket.jpg", "rb") as f:
+        data = f.read()
+    with Image.open(io.BytesIO(data)) as im:
+        icc = im.info["icc_profile"]
+        assert "Adobe RGB" in color_management.read_profile(icc).description
+    expected = color_management.reference(decoded_as_pillow(data, worker.device), icc)
+    got = result_image(run({"image": {"base64": b64(data)}, "output": PNG_OUT}))
+    assert max_abs_diff(pil_array(got), pil_array(expected)) <= ATOL
+
+
+def test_operations_run_on_the_converted_pixels(worker):
+    data, icc = tagged_source("display_p3", "PNG", "RGB")
+    ops = [{"type": "resize", "params": {"width": 50}}, {"type": "filter", "params": {"name": "sharpen"}}]
+    expected = apply_reference(color_management.reference(Image.open(io.BytesIO(data)), icc), ops)
+    got = result_image(run({"image": {"base64": b64(data)}, "operations": ops, "output": PNG_OUT}))
+    assert max_abs_diff(pil_array(got), pil_array(expected)) <= ATOL
+
+
+def test_batch_of_profiles_each_converted_and_a_corrupt_one_fails_alone(worker):
+    sources = [tagged_source(p, f, m, name) for (p, f, m), name in zip(CASES[::2], COLOR_PHOTOS)]
+    corrupt = save_tagged(photo("RGB"), "JPEG", b"not an ICC profile" * 20, quality=90)
+    plain = save_tagged(photo("RGB"), "PNG", None)
+    items = [{"image": {"base64": b64(d)}} for d, _ in sources]
+    items += [{"image": {"base64": b64(corrupt)}}, {"image": {"base64": b64(plain)}}]
+    results = ok(run({"images": items, "output": PNG_OUT}))["results"]
+    for (data, icc), response in zip(sources, results):
+        expected = color_management.reference(decoded_as_pillow(data, worker.device), icc)
+        assert max_abs_diff(pil_array(result_image(response)), pil_array(expected)) <= ATOL
+    assert results[-2]["success"] is False
+    assert results[-2]["error"].startswith("images[4]: ") and "ICC profile" in results[-2]["error"]
+    assert np.array_equal(pil_array(result_image(results[-1])), pil_array(photo("RGB")))
+
+
+# ---------------------------------------------------------------------------------------------
+# left alone: sRGB profiles, profiles of another colour space
+
+
+def test_srgb_profile_leaves_the_pixels_as_they_are(worker):
+    im = photo("RGB")
+    tagged = save_tagged(im, "PNG", profile("srgb"))
+    got = result_image(run({"image": {"base64": b64(tagged)}, "output": PNG_OUT}))
+    assert np.array_equal(pil_array(got), pil_array(im))
+
+
+def test_profile_for_another_colour_space_is_ignored(worker):
+    grey = photo("L")  # an RGB profile in a grey file, as some tools write: ignored, as browsers do
+    tagged = save_tagged(grey, "PNG", profile("compatibleWithAdobeRGB1998.icc"))
+    got = result_image(run({"image": {"base64": b64(tagged)}, "output": PNG_OUT}))
+    assert np.array_equal(pil_array(got), pil_array(grey))
+
+
+@pytest.mark.parametrize("icc", [b"not an ICC profile" * 20, display_p3()[:200]], ids=["garbage", "truncated"])
+def test_corrupt_profile_is_refused_naming_it(worker, icc):
+    data = save_tagged(photo("RGB"), "PNG", icc)
+    response = run({"image": {"base64": b64(data)}})
+    assert response["success"] is False
+    assert "embedded ICC profile" in response["error"] and "corrupt" in response["error"], response["error"]
+
+
+def test_icc_setting_is_checked(worker):
+    response = run({"image": {"base64": b64(save_tagged(photo("RGB"), "PNG", None))}, "output": {"icc": "adobe"}})
+    assert response["success"] is False
+    assert "output.icc" in response["error"] and "srgb" in response["error"], response["error"]
+
+
+# ---------------------------------------------------------------------------------------------
+# kept: output.icc "keep"
+
+
+@pytest.mark.parametrize("out", [{"format": "PNG"}, {"format": "JPEG", "quality": 90}, {"format": "WEBP", "quality": 80}],
+                         ids=["PNG", "JPEG", "WEBP"])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_keep_leaves_the_pixels_and_embeds_the_profile(worker, out, mode):
+    data, icc = tagged_source("display_p3", "PNG", mode)
+    with Image.open(io.BytesIO(data)) as im:  # the same pixels, untagged (Pillow would carry info over)
+        plain = save_tagged(Image.fromarray(np.asarray(im), im.mode), "PNG", None)
+    kept = result_file(run({"image": {"base64": b64(data)}, "output": {**out, "icc": "keep"}}))
+    untagged = result_file(run({"image": {"base64": b64(plain)}, "output": out}))
+    with Image.open(io.BytesIO(kept)) as a, Image.open(io.BytesIO(untagged)) as b:
+        assert a.info.get("icc_profile") == icc
+        assert "icc_profile" not in b.info
+        assert np.array_equal(pil_array(a), pil_array(b))  # the same pixels: only the tag was added
+
+
+def test_keep_and_srgb_results_are_cached_apart(worker):
+    data, icc = tagged_source("ProPhotoRGB.icc", "PNG", "RGB")
+    job = {"image": {"base64": b64(data)}, "output": PNG_OUT}
+    converted = run(job)
+    kept = run({**job, "output": {**PNG_OUT, "icc": "keep"}})
+    assert kept["metadata"]["cached"] is False
+    assert not np.array_equal(pil_array(result_image(converted)), pil_array(result_image(kept)))
+
+
+# ---------------------------------------------------------------------------------------------
+# CMYK JPEGs
+
+
+def cmyk_jpeg(icc: bytes | None) -> bytes:
+    cmyk = into_profile(photo("RGB"), profile("ps_cmyk.icc"))
+    data = save_tagged(cmyk, "JPEG", icc, quality=92)
+    assert data[2:11] == b"\xff\xee\x00\x0eAdobe"  # libjpeg writes Adobe's marker: inverted CMYK
+    return data
+
+
+@pytest.mark.parametrize("icc_setting", ["srgb", "keep"])
+def test_cmyk_jpeg_goes_through_its_profile(worker, icc_setting):
+    data = cmyk_jpeg(profile("ps_cmyk.icc"))
+    with Image.open(io.BytesIO(data)) as source:  # Pillow inverts Adobe's CMYK back while decoding
+        expected = color_management.reference(source, profile("ps_cmyk.icc"))
+        naive = source.convert("RGB")
+    got = result_image(run({"image": {"base64": b64(data)}, "output": {**PNG_OUT, "icc": icc_setting}}))
+    assert max_abs_diff(pil_array(got), pil_array(expected)) <= ATOL
+    assert max_abs_diff(pil_array(got), pil_array(naive)) > 20  # not Pillow's plain CMYK -> RGB
+    assert "icc_profile" not in got.info  # no output format holds CMYK: converted either way
+
+
+def test_cmyk_jpeg_without_profile_keeps_pillows_conversion(worker):
+    data = cmyk_jpeg(None)
+    with Image.open(io.BytesIO(data)) as source:
+        expected = source.convert("RGB")
+    got = result_image(run({"image": {"base64": b64(data)}, "output": PNG_OUT}))
+    assert np.array_equal(pil_array(got), pil_array(expected))
+
+
+# ---------------------------------------------------------------------------------------------
+# the parts: the table kernel, the profile written into files, the sRGB test
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_color_table_kernel_is_a_gather(device, channels):
+    gen = torch.Generator().manual_seed(channels)
+    images = torch.randint(0, 256, (2, channels, 7, 5), dtype=torch.uint8, generator=gen)
+    rows = 256 if channels <= 2 else 1 << 24
+    colour = 1 if channels <= 2 else 3
+    table = torch.randint(0, 256, (rows, colour), dtype=torch.uint8, generator=gen)
+    out = apply_color_table(images.to(device), table.to(device)).cpu()
+    c = images[:, :colour].to(torch.int64)
+    index = c[:, 0] if colour == 1 else (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
+    assert torch.equal(out[:, :colour], table[index].permute(0, 3, 1, 2))
+    assert torch.equal(out[:, colour:], images[:, colour:])  # alpha passed through
+
+
+def test_color_table_kernel_refuses_a_table_of_the_wrong_shape():
+    with pytest.raises(ValueError, match="table of shape"):
+        apply_color_table(torch.zeros((1, 3, 2, 2), dtype=torch.uint8), torch.zeros((256, 1), dtype=torch.uint8))
+
+
+EMBED_CASES = [(fmt, params, mode) for fmt, params in (("PNG", {}), ("JPEG", {"quality": 90}), ("WEBP", {"quality": 80}),
+                                                        ("WEBP", {"lossless": True}))
+               for mode in ("RGB", "RGBA") if not (fmt == "JPEG" and mode == "RGBA")]  # JPEG holds no alpha
+
+
+@pytest.mark.parametrize("fmt, params, mode", EMBED_CASES,
+                         ids=[f"{f}-{'lossless' if p.get('lossless') else 'lossy'}-{m}" for f, p, m in EMBED_CASES])
+def test_embedded_profile_reads_back(fmt, params, mode):
+    assert fmt in CARRIES_PROFILE
+    icc = profile("ProPhotoRGB.icc")
+    plain = save_tagged(photo(mode), fmt, None, **params)
+    tagged = embed_profile(plain, fmt, icc)
+    with Image.open(io.BytesIO(tagged)) as a, Image.open(io.BytesIO(plain)) as b:
+        assert a.info.get("icc_profile") == icc
+        assert a.size == b.size and a.mode == b.mode
+        assert np.array_equal(pil_array(a), pil_array(b))
+
+
+def test_srgb_is_decided_by_what_the_profile_does():
+    srgb = color_management.read_profile(profile("srgb"))
+    adobe = color_management.read_profile(profile("compatibleWithAdobeRGB1998.icc"))
+    assert color_management.srgb_table(srgb, "cpu") is None
+    assert color_management.srgb_table(adobe, "cpu").shape == (1 << 24, 3)
+    assert "Adobe RGB" in adobe.description
+
+
+def test_display_p3_profile_matches_its_published_numbers():
+    """sRGB's primaries in Display P3 are (234, 51, 35), (117, 251, 76) and (0, 0, 245) (CSS Color 4's
+    conversion, rounded): the test's own P3 profile is right."""
+    from PIL import ImageCms
+
+    im = Image.new("RGB", (3, 1))
+    im.putpixel((0, 0), (255, 0, 0))
+    im.putpixel((1, 0), (0, 255, 0))
+    im.putpixel((2, 0), (0, 0, 255))
+    p3 = ImageCms.ImageCmsProfile(io.BytesIO(display_p3()))
+    out = ImageCms.profileToProfile(im, ImageCms.createProfile("sRGB"), p3,
+                                    renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    got = [out.getpixel((x, 0)) for x in range(3)]
+    assert max_abs_diff(np.array(got), np.array([(234, 51, 35), (117, 251, 76), (0, 0, 245)])) <= 1
