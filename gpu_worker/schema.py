@@ -54,20 +54,20 @@ class OutputSpec(_Strict):
 
     format: str = "JPEG"
     quality: int = Field(default=85, ge=QUALITY_RANGE[0], le=QUALITY_RANGE[1])
-    #: Put the result in the bucket and return a presigned URL even when it is small.
-    upload: bool = False
-    #: Store every pixel exactly (WebP).
-    lossless: bool = False
-    #: The encoder's speed (AVIF: 0 slowest, smallest file, to 10 fastest); None: the format's default.
-    speed: Optional[int] = Field(default=None, ge=min(s[0] for s in _SPEEDS), le=max(s[1] for s in _SPEEDS))
-    #: Keep the source's EXIF (orientation set to 1) and XMP where the format carries them.
-    keep_metadata: bool = False
-    #: The largest file, bytes: the highest quality not above ``quality`` that fits (JPEG, WebP, AVIF).
-    max_bytes: Optional[int] = Field(default=None, ge=1)
-    #: "srgb": a source with an ICC profile that is not sRGB is converted to sRGB before the
-    #: operations, and the result carries no profile. "keep": the pixels stay in the source's
-    #: space and its profile is embedded in the result (gpu_worker.color_management).
-    icc: Literal["srgb", "keep"] = "srgb"
+    upload: bool = Field(default=False, description="put the result in the bucket and return a presigned URL "
+                                                     "even when it is small")
+    lossless: bool = Field(default=False, description="store every pixel exactly (WebP)")
+    speed: Optional[int] = Field(default=None, ge=min(s[0] for s in _SPEEDS), le=max(s[1] for s in _SPEEDS),
+                                 description="the encoder's speed (AVIF: 0 slowest, smallest file, to 10 fastest); "
+                                             "unset: the format's default")
+    keep_metadata: bool = Field(default=False, description="keep the source's EXIF (orientation set to 1) and XMP "
+                                                           "where the format carries them")
+    max_bytes: Optional[int] = Field(default=None, ge=1, description=(
+        "the largest file, bytes: the highest quality not above `quality` that fits (JPEG, WebP, AVIF)"))
+    icc: Literal["srgb", "keep"] = Field(default="srgb", description=(
+        "`srgb`: a source with an ICC profile that is not sRGB is converted to sRGB before the operations, "
+        "and the result carries no profile; `keep`: the pixels stay in the source's space and its profile "
+        "is embedded in the result"))
 
     @field_validator("format")
     @classmethod

@@ -192,10 +192,19 @@ def test_list_and_object_parameters_are_typed_as_json(page, tmp_path):
     rotate.get_by_label("angle").fill("30")
     rotate.get_by_label("background").fill("[255, 0, 0]")
 
-    operations = json.loads(page.get_by_label("As JSON").input_value())["input"]["operations"]
+    # The output settings beyond format and quality come from the output's schema too.
+    page.get_by_label("Format").select_option("WEBP")
+    page.get_by_label("keep_metadata").check()
+    page.get_by_label("max_bytes").fill("60000")
+    assert page.get_by_label("icc").input_value() == "srgb"  # the schema's default, not sent
+    job = json.loads(page.get_by_label("As JSON").input_value())["input"]
+    assert job["output"] == {"format": "WEBP", "quality": 85, "keep_metadata": True, "max_bytes": 60000}
+    operations = job["operations"]
     assert operations[2] == {"type": "overlay", "params": {"image": {"base64": mark}, "gravity": [0.25, 0.75]}}
     assert operations[3] == {"type": "rotate", "params": {"angle": 30, "background": [255, 0, 0]}}
     page.get_by_role("button", name="Run", exact=True).click()
     status = page.get_by_role("status").first
     status.filter(has_text=re.compile("Completed|FAILED|Error")).wait_for(timeout=60_000)
     assert "Completed" in status.inner_text(), status.inner_text()
+    result = data_uri_image(page.get_by_role("img", name=re.compile(r"^Result: ")).get_attribute("src"))
+    assert result.format == "WEBP"

@@ -13,7 +13,8 @@ const STARTER = [
 const CHANNEL_COLOURS = { r: "#c62828", g: "#2e7d32", b: "#1565c0", l: "#424242", a: "#9e9e9e" };
 const STAGES = ["fetch", "decode", "ops", "encode", "upload", "total"];
 
-const state = { catalogue: null, sources: [], ops: [], nextOpId: 1, jobId: null };
+// output: the output settings beyond format and quality, edited like an operation's params.
+const state = { catalogue: null, sources: [], ops: [], nextOpId: 1, jobId: null, output: { id: "out", params: {} } };
 const $ = (id) => document.getElementById(id);
 
 document.addEventListener("DOMContentLoaded", init);
@@ -30,6 +31,10 @@ async function init() {
   fillSelect($("out-format"), cat.output_formats.map((f) => [f, f]));
   $("out-quality").max = cat.output.properties.quality.maximum;
   $("out-quality").min = cat.output.properties.quality.minimum;
+  // The other output settings, from the output's schema (as an operation's fields are).
+  for (const [name, prop] of Object.entries(cat.output.properties)) {
+    if (!["format", "quality", "upload"].includes(name)) $("out-more").append(field(state.output, name, prop, false));
+  }
   if (cat.api_key_required) {
     $("key-row").hidden = false;
     $("api-key").value = sessionStorage.getItem("apiKey") || "";
@@ -285,7 +290,8 @@ function readInput(input, d) {
 function buildJob() {
   const common = {
     operations: state.ops.map((op) => ({ type: op.type, params: { ...op.params } })),
-    output: { format: $("out-format").value, quality: Number.parseInt($("out-quality").value, 10) || 85 },
+    output: { format: $("out-format").value, quality: Number.parseInt($("out-quality").value, 10) || 85,
+              ...state.output.params },
   };
   if ($("analysis").value) common.analysis = $("analysis").value;
   if (state.sources.length === 1) return { input: { image: state.sources[0].image, ...common } };
@@ -330,7 +336,7 @@ function say(text) {
 
 async function run() {
   if (!state.sources.length) return say("Choose an image first (a file or a URL).");
-  const invalid = [...document.querySelectorAll("#op-list input, #out-quality")].find((i) => !i.checkValidity());
+  const invalid = [...document.querySelectorAll("#op-list input, #out-quality, #out-more input")].find((i) => !i.checkValidity());
   if (invalid) {
     invalid.reportValidity();
     return say(`Check the field "${invalid.name || invalid.id}": ${invalid.validationMessage}`);
