@@ -42,8 +42,10 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
                          "with `CUDA_JPEG_CODEC` `libjpeg`/`hybrid`"),
     OutputFormat("PNG", (), "image/png", "png", 2**31 - 1, alpha=True, animation=False,
                  encoder="host threads: libpng through torchvision (1, 3 channels) or Pillow (2, 4 channels), zlib level 6"),
-    OutputFormat("WEBP", (), "image/webp", "webp", 16_383, alpha=True, animation=False,
+    OutputFormat("WEBP", (), "image/webp", "webp", 16_383, alpha=True, animation=True,
                  encoder="host threads: libwebp through Pillow; grey is stored as RGB"),
+    OutputFormat("GIF", (), "image/gif", "gif", 65_535, alpha=True, animation=True,
+                 encoder="host threads: Pillow, at most 256 colours per frame (Pillow's quantizer)"),
 )}
 
 #: Every accepted spelling, upper case -> canonical name.
