@@ -39,7 +39,7 @@ from gpu_worker.codecs.probe import SourceInfo, open_image
 from gpu_worker.errors import DecodeError, EncodeError, LimitExceeded
 from gpu_worker.formats import OUTPUT_FORMATS
 
-__all__ = ["ANIMATION_DECODER", "Timing", "check_limits", "decode_frames", "encode_frames", "is_animation",
+__all__ = ["ANIMATION_DECODER", "Timing", "check_limits", "decode_frames", "encode_frames", "encode_gif", "is_animation",
            "kept", "stacked_info"]
 
 #: ``SourceInfo.decoder`` of a source whose frames are all read (`stacked_info`).
@@ -201,6 +201,21 @@ def _pil_frames(frames: torch.Tensor, opaque_as_rgb: bool) -> list[Image.Image]:
     if mode in ("L", "LA"):
         images = [im.convert("RGBA" if mode == "LA" else "RGB") for im in images]
     return images
+
+
+def encode_gif(image: torch.Tensor) -> bytes:
+    """One uint8 ``(C, H, W)`` image as a still GIF: Pillow's writer, which quantizes it to at
+    most 256 colours (median cut when opaque, fast octree with alpha; grey exact, grey with
+    alpha as RGBA)."""
+    buf = io.BytesIO()
+    try:
+        if image.shape[0] == 1:  # grey: a grey palette, exact
+            Image.fromarray(image[0].cpu().numpy(), "L").save(buf, "GIF")
+        else:
+            _pil_frames(image.unsqueeze(0), opaque_as_rgb=True)[0].save(buf, "GIF")
+    except (OSError, ValueError, RuntimeError) as e:
+        raise EncodeError(f"GIF encoding failed: {str(e)[:200] or type(e).__name__}") from None
+    return buf.getvalue()
 
 
 def encode_frames(frames: torch.Tensor, format: str, timing: Timing, quality: int = 85, *,

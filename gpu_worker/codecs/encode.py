@@ -1,4 +1,4 @@
-"""Encode uint8 ``(B, C, H, W)`` batches to JPEG, PNG or WebP files.
+"""Encode uint8 ``(B, C, H, W)`` batches to JPEG, PNG, WebP or GIF files.
 
 =========  ===================================================================================
 format     how
@@ -9,6 +9,7 @@ JPEG       ``torchvision.io.encode_jpeg`` on a list of images, one call: nvjpeg 
            are encoded on the CPU). Alpha is first flattened onto white, on the batch's device.
 PNG        ``torchvision.io.encode_png`` (CPU, zlib level 6) for 1 and 3 channels; Pillow for 2
            and 4 (torchvision refuses them). Lossless: decoding gives the tensor back exactly.
+GIF        Pillow, one frame (gpu_worker.codecs.animation.encode_gif): at most 256 colours.
 WEBP       Pillow (libwebp), ``quality`` applies; alpha kept. ``lossless=True`` keeps every
            pixel exactly, the colour under fully transparent pixels included. WebP has no grey
            mode: 1 and 2 channels are stored as RGB and RGBA.
@@ -25,6 +26,7 @@ import torch
 import torchvision.io as tvio
 from PIL import Image
 
+from gpu_worker.codecs.animation import encode_gif
 from gpu_worker.errors import EncodeError
 from gpu_worker.formats import OUTPUT_FORMATS
 from kernels._checks import check_images
@@ -175,6 +177,8 @@ def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bo
             return _encode_jpeg(images, quality, nvjpeg)
         if format == "PNG":
             return _encode_png(images)
+        if format == "GIF":  # (gpu_worker.codecs.animation writes GIF, still and animated)
+            return [encode_gif(image) for image in images]
         return _encode_webp(images, quality, lossless)
     except EncodeError:
         raise
