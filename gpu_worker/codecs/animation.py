@@ -203,6 +203,33 @@ def _pil_frames(frames: torch.Tensor, opaque_as_rgb: bool) -> list[Image.Image]:
     return images
 
 
+#: GIF's alpha is one bit: a pixel whose alpha is below this is written transparent.
+GIF_ALPHA_THRESHOLD = 128
+
+
+def _gif_frame(frame: Image.Image) -> Image.Image:
+    """An RGB or RGBA image -> a palette image for GIF: its colours quantized by Pillow's median
+    cut (``quantize``: 256 colours; 255 and one transparent entry when some pixel's alpha is below
+    `GIF_ALPHA_THRESHOLD`). Pillow's own RGBA conversion (fast octree over RGBA) can leave no
+    palette entry whose alpha is exactly 0, and then transparent pixels come out opaque."""
+    if frame.mode != "RGBA":
+        return frame.quantize(256)
+    array = np.asarray(frame)
+    clear = array[..., 3] < GIF_ALPHA_THRESHOLD
+    if not clear.any():
+        return frame.convert("RGB").quantize(256)
+    rgb = array[..., :3].copy()
+    rgb[clear] = rgb[~clear][0] if (~clear).any() else 0  # the hidden colour spends no palette entry
+    quantized = Image.fromarray(rgb, "RGB").quantize(255)
+    index = np.asarray(quantized).copy()
+    index[clear] = 255
+    palette = quantized.getpalette()[: 255 * 3]
+    out = Image.fromarray(index, "P")
+    out.putpalette(palette + [0] * (768 - len(palette)))
+    out.info["transparency"] = 255
+    return out
+
+
 def encode_gif(image: torch.Tensor) -> bytes:
     """One uint8 ``(C, H, W)`` image as a still GIF: Pillow's writer, which quantizes it to at
     most 256 colours (median cut when opaque, fast octree with alpha; grey exact, grey with
@@ -212,7 +239,7 @@ def encode_gif(image: torch.Tensor) -> bytes:
         if image.shape[0] == 1:  # grey: a grey palette, exact
             Image.fromarray(image[0].cpu().numpy(), "L").save(buf, "GIF")
         else:
-            _pil_frames(image.unsqueeze(0), opaque_as_rgb=True)[0].save(buf, "GIF")
+            _gif_frame(_pil_frames(image.unsqueeze(0), opaque_as_rgb=True)[0]).save(buf, "GIF")
     except (OSError, ValueError, RuntimeError) as e:
         raise EncodeError(f"GIF encoding failed: {str(e)[:200] or type(e).__name__}") from None
     return buf.getvalue()
@@ -231,7 +258,9 @@ def encode_frames(frames: torch.Tensor, format: str, timing: Timing, quality: in
 
     Returns:
         The file. GIF: each frame quantized to at most 256 colours by Pillow's writer (median
-        cut for opaque frames, fast octree with alpha), the source's disposal kept. WebP:
+        cut for opaque frames, fast octree with alpha; alpha becomes 0 or 255), the source's
+        disposal kept for opaque frames; frames with transparent pixels are written with disposal
+        2 (restore to the background) each, the only one that shows whole frames exactly. WebP:
         libwebp's animation encoder through Pillow (``minimize_size`` off, every frame a whole
         picture to it).
 
@@ -250,11 +279,18 @@ def encode_frames(frames: torch.Tensor, format: str, timing: Timing, quality: in
     if max(h, w) > max_side:
         raise EncodeError(f"image is {w}x{h}; {format} stores at most {max_side} pixels a side")
     images = _pil_frames(frames, opaque_as_rgb=format == "GIF")
+    transparent = images[0].mode == "RGBA"
+    if format == "GIF":
+        images = [_gif_frame(im) for im in images]
     params: dict = {"save_all": True, "append_images": images[1:], "duration": list(timing.durations)}
     if format == "GIF":
         if timing.loop is not None:
             params["loop"] = timing.loop
-        if timing.disposal is not None:
+        if transparent:
+            # Frames with transparent pixels: each frame is a whole picture, and a GIF frame can
+            # only turn a pixel transparent again by clearing the one before it (disposal 2).
+            params["disposal"] = 2
+        elif timing.disposal is not None:
             params["disposal"] = list(timing.disposal)
     else:
         params["loop"] = 1 if timing.loop is None else timing.loop  # play once, as the GIF said
