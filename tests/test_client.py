@@ -353,7 +353,7 @@ def test_oversize_files_staged_in_the_bucket_or_reported(server, s3, s3_server, 
 
 @pytest.mark.parametrize("ops, message", [
     ([{"type": "blur"}], "operations[0]"),
-    ({"operations": [], "output": {"format": "GIF"}}, "unknown output format"),
+    ({"operations": [], "output": {"format": "TIFF"}}, "unknown output format"),
     ({"operations": [], "images": []}, "unknown field 'images'"),
     ("resize", "must be a list of operations"),
 ])

@@ -533,8 +533,8 @@ def test_encode_empty_batch():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"format": "GIF"}, "use one of JPEG, PNG, WEBP"),
-        ({"format": "jpeg"}, "use one of JPEG, PNG, WEBP"),
+        ({"format": "TIFF"}, "use one of JPEG, PNG, WEBP, GIF"),
+        ({"format": "jpeg"}, "use one of JPEG, PNG, WEBP, GIF"),
         ({"format": "JPEG", "quality": 0}, "quality must be an integer from 1 to 100"),
         ({"format": "WEBP", "quality": 101}, "quality must be an integer from 1 to 100"),
         ({"format": "JPEG", "quality": True}, "quality must be an integer from 1 to 100"),

@@ -662,7 +662,7 @@ BROKEN: dict[str, tuple[object, tuple[str, ...]]] = {
     "output-extra-field": (output(format="PNG", lossless=True), ("output", "lossless")),
     "format-number": (output(format=3), ("output.format",)),
     "format-null": (output(format=None), ("output.format",)),
-    "format-unknown": (output(format="GIF"), ("output.format", "gif", "jpeg")),
+    "format-unknown": (output(format="TIFF"), ("output.format", "tiff", "jpeg")),
     "format-huge-string": (output(format="PNG" * 30_000), ("output.format",)),
     "format-empty": (output(format=""), ("output.format",)),
     "format-list": (output(format=["PNG"]), ("output.format",)),
