@@ -61,6 +61,9 @@ class Settings:
     max_operations: int = 50
     max_batch_items: int = 256
     max_batch_pixels: int = 1_000 * MB  # total decoded pixels of one batch job
+    #: Frames of an animation kept as one (F, C, H, W) stack (GIF or WebP out); their pixels,
+    #: frames x width x height, count against MAX_DECODED_PIXELS and MAX_BATCH_PIXELS.
+    max_animation_frames: int = 256
     fetch_timeout_s: float = 15.0
 
     # --- device work ---

@@ -67,7 +67,7 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
     OutputFormat("PNG", (), "image/png", "png", 2**31 - 1, alpha="kept", animation=False,
                  encoder="host threads: libpng through torchvision (1, 3 channels) or Pillow (2, 4 channels), zlib level 6",
                  quality=False, metadata=("exif", "xmp")),
-    OutputFormat("WEBP", (), "image/webp", "webp", 16_383, alpha="kept", animation=False,
+    OutputFormat("WEBP", (), "image/webp", "webp", 16_383, alpha="kept", animation=True,
                  encoder="host threads: libwebp through Pillow; grey is stored as RGB; `lossless: true` stores "
                          "every pixel exactly (then `quality` is the compression effort)",
                  lossless=True, metadata=("exif", "xmp"), budget=True),
@@ -76,7 +76,7 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
                          "smallest) to 10 (fastest), default 6",
                  speed=(0, 10, 6), metadata=("exif", "xmp"), budget=True),
     OutputFormat("GIF", (), "image/gif", "gif", 65_535, alpha="one transparent palette entry where alpha < 128",
-                 animation=False,
+                 animation=True,
                  encoder="host threads: Pillow; 256 colours by Pillow's median-cut quantizer (255 and a "
                          "transparent entry with alpha; grey: its own 256 levels, exact)",
                  quality=False),
@@ -123,12 +123,15 @@ SOURCE_FORMATS: tuple[SourceFormat, ...] = (
     SourceFormat("JPEG", ("JPEG",), "baseline, progressive, grey, CMYK (through its ICC profile by LittleCMS; "
                  "without one, Pillow's CMYK -> RGB), MPO (first picture)",
                  "libjpeg-turbo through torchvision (nvjpeg on CUDA); CMYK by Pillow"),
-    SourceFormat("PNG", ("PNG",), "every bit depth and colour type, interlaced; 16 bits become 8", "Pillow (libpng)"),
-    SourceFormat("WebP", ("WEBP",), "lossy, lossless, alpha; animated: first frame",
+    SourceFormat("PNG", ("PNG",), "every bit depth and colour type, interlaced; 16 bits become 8; APNG: every "
+                 "frame with GIF or WebP out, else the first", "Pillow (libpng)"),
+    SourceFormat("WebP", ("WEBP",), "lossy, lossless, alpha; animated: every frame with GIF or WebP out, else the first",
                  "libwebp through torchvision; animated by Pillow"),
-    SourceFormat("AVIF", ("AVIF",), "colour, alpha, grey (stays one channel); EXIF orientation and `irot`/`imir` applied; animated (AVIS): first frame",
+    SourceFormat("AVIF", ("AVIF",), "colour, alpha, grey (stays one channel); EXIF orientation and `irot`/`imir` "
+                 "applied; animated (AVIS): first frame",
                  "libavif (dav1d) through Pillow, on the host"),
-    SourceFormat("GIF", ("GIF",), "first frame; transparency becomes alpha", "Pillow"),
+    SourceFormat("GIF", ("GIF",), "transparency becomes alpha; animated: every frame with GIF or WebP out, else "
+                 "the first", "Pillow"),
     SourceFormat("BMP", ("BMP",), "palette and true colour", "Pillow"),
     SourceFormat("TIFF", ("TIFF",), "first page", "Pillow (libtiff)"),
     SourceFormat("PPM", ("PPM",), "PBM, PGM, PPM", "Pillow"),

@@ -30,7 +30,7 @@ from gpu_worker.crash_journal import NO_JOURNAL, CrashJournal, NullJournal
 from gpu_worker.errors import InvalidInput, JobError
 from gpu_worker.overlap import run_chunks, split_into_chunks
 from gpu_worker.schema import split_batch
-from gpu_worker.stages import deliver, device, intake
+from gpu_worker.stages import deliver, device, frames, intake
 from gpu_worker.stages.deliver import error_response
 from gpu_worker.stages.device import OpsExecutor
 from gpu_worker.stages.item import Item, each, live
@@ -129,7 +129,7 @@ class JobRunner:
     def _chunks(self, todo: list[Item]) -> list[list[Item]]:
         return split_into_chunks(
             todo, stack_key=lambda item: (item.plan.key, item.info.channels, item.info.height, item.info.width),
-            pixels=lambda item: item.info.width * item.info.height, chunk_images=self.settings.chunk_images,
+            pixels=lambda item: frames.decoded_pixels(item.info), chunk_images=self.settings.chunk_images,
             max_pixels=self.settings.batch_max_pixels)
 
 

@@ -262,6 +262,26 @@ def gif_animated(size=SIZE) -> bytes:
     return save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=80, loop=0)
 
 
+def gif_animated_alpha(size=SIZE) -> bytes:
+    """Three frames with transparent pixels, each restoring to the background (disposal 2)."""
+    frames = [sample("RGBA", size, name) for name in ("astronaut.png", "coffee.png", "chelsea.png")]
+    return save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=[80, 40, 120], loop=2,
+                disposal=2)
+
+
+def webp_animated_alpha(size=SIZE) -> bytes:
+    a = sample("RGBA", size)
+    return save(a, "WEBP", save_all=True, append_images=[a.transpose(Image.Transpose.FLIP_TOP_BOTTOM)],
+                duration=[60, 90], lossless=True)
+
+
+def apng(size=SIZE) -> bytes:
+    """An animated PNG: three RGBA frames, the second blended over the first."""
+    frames = [sample("RGBA", size, name) for name in ("astronaut.png", "coffee.png", "chelsea.png")]
+    return save(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=[50, 70, 90], loop=0,
+                disposal=[0, 1, 2], blend=[0, 1, 0])
+
+
 def gif_gray(size=SIZE) -> bytes:
     """A GIF with a grey palette, which Pillow opens as mode L."""
     return save(sample("L", size), "GIF", optimize=False)

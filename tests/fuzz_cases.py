@@ -2,8 +2,9 @@
 
 Every job is an ordinary base64 job with a small operation list: a resize to 24 pixels wide
 (its filter varies) and an adjust; its output format cycles through JPEG, PNG, WebP, AVIF and
-GIF, and one job in three also asks for analysis (``"both"``: source and result). All of it
-follows from the case's number, so case N is always the same job.
+GIF (WebP and GIF keep an animation's frames), and one job in three also asks for analysis
+(``"both"``: source and result). All of it follows from the case's number, so case N is always
+the same job.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from mutants import SEED_SIZE, Mutant, mutant, seeds
 
 FILTERS = ("lanczos", "bicubic", "bilinear", "nearest")
 FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF")
+#: Seeds with several frames: their seed cases run once more with each output format that keeps
+#: every frame, so frame reading and the animated writers run in the child.
+ANIMATED_SEEDS = ("png-apng", "webp-animated", "webp-animated-alpha", "gif-animated", "gif-animated-alpha")
 
 
 def b64(data: bytes) -> str:
@@ -52,8 +56,14 @@ def mutant_cases(start: int, count: int, size: tuple[int, int] = SEED_SIZE) -> l
 
 def seed_cases() -> list[Case]:
     """Every unmutated seed as a single job that must succeed (the harness's own sanity check)."""
-    return [Case(f"seed {name}", single_job(data, i), must_succeed=True)
-            for i, (name, data) in enumerate(seeds().items())]
+    cases = [Case(f"seed {name}", single_job(data, i), must_succeed=True)
+             for i, (name, data) in enumerate(seeds().items())]
+    for name in ANIMATED_SEEDS:
+        for fmt in ("GIF", "WEBP"):
+            job = single_job(seeds()[name], 1)
+            job["output"] = {"format": fmt, "quality": 80}
+            cases.append(Case(f"seed {name} to {fmt}", job, must_succeed=True))
+    return cases
 
 
 def batch_case(number: int, good: int = 3, bad: int = 3, first_mutant: int = 0) -> Case:

@@ -81,7 +81,7 @@ def check_message(message: Any, where: str) -> list[str]:
 
 
 def check_image(result: dict, where: str) -> list[str]:
-    """A success's returned image decodes, and its size and format are the metadata's."""
+    """A success's returned image decodes, and its size, format and frame count are the metadata's."""
     meta = result.get("metadata")
     uri = result.get("processed_image")
     if not isinstance(meta, dict) or not isinstance(uri, str) or not uri.startswith("data:image/"):
@@ -90,7 +90,7 @@ def check_image(result: dict, where: str) -> list[str]:
         data = base64.b64decode(uri.split(",", 1)[1])
         with Image.open(io.BytesIO(data)) as out:
             out.load()
-            size, fmt = out.size, out.format
+            size, fmt, frames = out.size, out.format, getattr(out, "n_frames", 1)
     except Exception as exc:  # the worker's own output must be readable
         return [f"{where}: returned image unreadable: {type(exc).__name__}: {exc}"]
     problems = []
@@ -99,6 +99,8 @@ def check_image(result: dict, where: str) -> list[str]:
                         f"{meta.get('width')}x{meta.get('height')} (source {meta.get('source')})")
     if fmt != meta.get("format"):
         problems.append(f"{where}: returned {fmt}, metadata says {meta.get('format')}")
+    if frames != meta.get("frames"):
+        problems.append(f"{where}: returned {frames} frames, metadata says {meta.get('frames')}")
     return problems
 
 

@@ -3,8 +3,10 @@
 Seeds (`seeds`) are small files of every format the worker reads, written by Pillow (and, where
 Pillow cannot write the variant, assembled by `corpus`): PNG 8/16-bit, grey, grey+alpha, palette
 with tRNS, interlaced, RGBA; JPEG baseline, progressive, grey, CMYK, EXIF-rotated; WebP lossy,
-lossless, with alpha, animated; AVIF colour, with alpha, grey, EXIF-rotated (``irot``); GIF single,
-transparent, animated; BMP; TIFF; PPM; ICO.
+lossless, with alpha, animated (opaque and with alpha); AVIF colour, with alpha, grey,
+EXIF-rotated (``irot``); GIF single, transparent, animated (opaque and with alpha, disposal 2);
+APNG; BMP; TIFF; PPM; ICO. An animated seed's jobs with GIF or WebP out read every frame
+(gpu_worker.codecs.animation), in the child process like every decoder.
 
 Mutations (`MUTATIONS_BY_FORMAT`) are of two families:
 
@@ -116,6 +118,7 @@ def _seed_builders(size: tuple[int, int]) -> dict[str, Callable[[], bytes]]:
         "png-interlaced": lambda: _adam7_png(np.asarray(rgb("rocket.jpg")), 2),
         "png-rgba": lambda: save(rgba(), "PNG"),
         "png-rgb-trns": lambda: corpus.png_rgb_trns(size),
+        "png-apng": lambda: corpus.apng(size),
         "jpeg-baseline": lambda: save(rgb(), "JPEG", quality=90),
         "jpeg-progressive": lambda: save(rgb("coffee.png"), "JPEG", quality=90, progressive=True),
         "jpeg-grey": lambda: save(grey(), "JPEG", quality=90),
@@ -130,9 +133,11 @@ def _seed_builders(size: tuple[int, int]) -> dict[str, Callable[[], bytes]]:
         "avif-alpha": lambda: save(rgba(), "AVIF", quality=70, speed=8),
         "avif-grey": lambda: save(grey(), "AVIF", quality=70, speed=8),
         "avif-exif-rotated": lambda: save(rgb("coffee.png"), "AVIF", quality=70, speed=8, exif=_orientation_exif(6)),
+        "webp-animated-alpha": lambda: corpus.webp_animated_alpha(size),
         "gif": lambda: corpus.gif(size),
         "gif-transparent": lambda: corpus.gif_transparent(size),
         "gif-animated": lambda: corpus.gif_animated(size),
+        "gif-animated-alpha": lambda: corpus.gif_animated_alpha(size),
         "bmp-rgb": lambda: save(rgb(), "BMP"),
         "bmp-palette": lambda: save(rgb().convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "BMP"),
         "tiff-raw": lambda: save(rgb(), "TIFF"),

@@ -6,8 +6,8 @@ would mean an exception escaped a stage). Three sources of jobs:
 
 - arbitrary JSON (recursive: null, bools, huge ints, NaN/inf floats, text, lists, objects whose
   keys are often the schema's own field names, so the fuzzer reaches past the first check);
-- valid jobs (real photos, operations with in-range parameters), which must succeed with the
-  output size the plan predicts;
+- valid jobs (real photos, and an animated GIF, operations with in-range parameters), which must
+  succeed with the output size the plan predicts and the frames their metadata states;
 - valid jobs mutated a few times: a value replaced by junk of another type, a field removed, an
   extra field added, an op name or parameter changed, huge numbers, NaN, nested junk.
 
@@ -72,6 +72,9 @@ SOURCES = [
     (_encode(sample("L", (20, 20), "chelsea.png"), "PNG"), (1, 20, 20)),
     (_encode(sample("RGB", (17, 13), "rocket.jpg"), "WEBP", quality=80), (3, 13, 17)),
     (_encode(sample("RGB", (1, 1), "coffee.png"), "PNG"), (3, 1, 1)),
+    # Three frames: GIF and WebP out read and write all of them (gpu_worker.codecs.animation).
+    (_encode(sample("RGB", (18, 14), "astronaut.png"), "GIF", save_all=True, duration=[30, 60, 90], loop=0,
+             append_images=[sample("RGB", (18, 14), name) for name in ("coffee.png", "chelsea.png")]), (3, 14, 18)),
 ]
 
 FIELD_NAMES = ["image", "images", "url", "base64", "operations", "output", "analysis", "type", "params",
@@ -143,7 +146,7 @@ def valid_jobs(draw) -> tuple[dict, tuple[int, int, int]]:
     data, shape = draw(st.sampled_from(SOURCES))
     job: dict = {"image": {"base64": data}, "operations": draw(st.lists(valid_ops(), max_size=4))}
     if draw(st.booleans()):
-        output = {"format": draw(st.sampled_from(["JPEG", "PNG", "WEBP", "jpg", "png", "webp"]))}
+        output = {"format": draw(st.sampled_from(["JPEG", "PNG", "WEBP", "GIF", "jpg", "png", "webp", "gif"]))}
         if draw(st.booleans()):
             output["quality"] = draw(st.integers(1, 100))
         job["output"] = output
@@ -302,6 +305,7 @@ def test_valid_jobs_succeed_with_the_predicted_size(case):
     with Image.open(io.BytesIO(encoded)) as out:
         assert out.size == (width, height)
         assert out.format == response["metadata"]["format"]
+        assert getattr(out, "n_frames", 1) == response["metadata"]["frames"]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ JPEG       ``torchvision.io.encode_jpeg`` on a list of images, one call: nvjpeg 
            are encoded on the CPU). Alpha is first flattened onto white, on the batch's device.
 PNG        ``torchvision.io.encode_png`` (CPU, zlib level 6) for 1 and 3 channels; Pillow for 2
            and 4 (torchvision refuses them). Lossless: decoding gives the tensor back exactly.
+GIF        Pillow, one frame (gpu_worker.codecs.animation.encode_gif): at most 256 colours.
 WEBP       Pillow (libwebp), ``quality`` applies; alpha kept. ``lossless=True`` keeps every
            pixel exactly, the colour under fully transparent pixels included. WebP has no grey
            mode: 1 and 2 channels are stored as RGB and RGBA.

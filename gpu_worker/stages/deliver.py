@@ -11,6 +11,7 @@ from gpu_worker.cache import ResultCache
 from gpu_worker.config import Settings
 from gpu_worker.errors import LimitExceeded
 from gpu_worker.formats import OUTPUT_FORMATS
+from gpu_worker.stages import frames
 from gpu_worker.stages.intake import cache_key
 from gpu_worker.stages.item import Item, each_threaded, live
 
@@ -68,6 +69,7 @@ def item_response(item: Item, timings: dict[str, float], device: str) -> dict[st
         "cached": item.cached,
         "stacked": item.stacked,
         "timings_ms": dict(timings, fetch=item.fetch_ms),
+        **frames.metadata(item),
     }
     if item.analysis:
         response["analysis"] = dict(item.analysis)

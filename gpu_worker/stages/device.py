@@ -15,6 +15,7 @@ from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import JobError
 from gpu_worker.plan import Plan
 from gpu_worker.stages.color import convert_sources, embed_profiles
+from gpu_worker.stages import frames
 from gpu_worker.stages.item import Item, describe_failure, fail_all, live
 from gpu_worker.stages.output import encode_results
 from gpu_worker.stages.policy import DevicePolicy
@@ -31,11 +32,13 @@ def decode_chunk(items: list[Item], policy: DevicePolicy) -> list[torch.Tensor]:
     todo = live(items)
     if not todo:
         return []
+    stills = [item for item in todo if not frames.is_stack(item)]
+    map_images(lambda item: frames.decode(item, policy.device), [item for item in todo if frames.is_stack(item)])
     if policy.decodes_on_host:  # one image per call, several at once (gpu_worker.cpu_pool)
-        decoded = map_images(lambda item: _decode([item], policy)[0], todo)
+        decoded = map_images(lambda item: _decode([item], policy)[0], stills)
     else:  # one batched call (nvjpeg)
-        decoded = _decode(todo, policy)
-    for item, image in zip(todo, decoded):
+        decoded = _decode(stills, policy) if stills else []
+    for item, image in zip(stills, decoded):
         if isinstance(image, Exception):
             item.fail(item.named(str(image)))
         else:
@@ -60,6 +63,7 @@ def analyze_items(items: list[Item], target: str) -> None:
     if not wanted:
         return
     images = [item.source if target == "source" else item.result for item in wanted]
+    images = [image[0] if image.dim() == 4 else image for image in images]  # an animation's first frame
     formats = [item.info.format if target == "source" else item.spec.output.format for item in wanted]
     try:
         for item, stats in zip(wanted, analyze(images, formats)):
@@ -76,7 +80,8 @@ def run_operations(items: list[Item], executor: OpsExecutor, policy: DevicePolic
         by_plan.setdefault(item.plan.key, []).append(item)
     for group in by_plan.values():
         try:
-            ran = executor(group[0].plan, [item.source for item in group])
+            images, spans = frames.flatten(group)  # a kept animation as its frames
+            ran = frames.gather(group, executor(group[0].plan, images), spans)
         except Exception as exc:  # noqa: BLE001 - one group's failure must not end the others
             fail_all(group, "running the operations", exc)
             continue
@@ -85,7 +90,7 @@ def run_operations(items: list[Item], executor: OpsExecutor, policy: DevicePolic
                 item.fail(item.named(str(out)))
                 continue
             item.result, item.source, item.stacked = out, None, stacked
-            item.result_size = (out.shape[2], out.shape[1])
+            item.result_size = (out.shape[-1], out.shape[-2])
     analyze_items(items, "result")
     policy.sync()
     if policy.device.type == "cuda":
@@ -123,6 +128,9 @@ def _encode(group: list[Item], nvjpeg: bool) -> None:
     """Encode items that share output settings and shape; a failure fails the group."""
     output = group[0].spec.output
     try:
+        if frames.is_stack(group[0]):  # one animated file (never grouped: it is encoded on the host)
+            group[0].encoded, group[0].result = frames.encode(group[0]), None
+            return
         batch = group[0].result.unsqueeze(0) if len(group) == 1 else torch.stack([i.result for i in group])
         encoded = encode_results(batch, output, [item.info.metadata for item in group], nvjpeg=nvjpeg)
     except Exception as exc:  # noqa: BLE001

@@ -21,6 +21,7 @@ from gpu_worker.operations.resources import ImageResource, LoadedImage
 from gpu_worker.plan import compile_plan
 from gpu_worker.resources import load_image
 from gpu_worker.schema import parse_item
+from gpu_worker.stages import frames
 from gpu_worker.stages.item import Item, describe_failure, each, each_threaded, live
 
 
@@ -89,6 +90,7 @@ def probe_item(item: Item, settings: Settings) -> None:
         item.info = probe(item.data)
         item.profile = profile_for(item.info.icc_profile, item.info.mode, item.info.channels)
         check_pixels(item.info, settings.max_decoded_pixels)
+        frames.plan_frames(item, settings)  # an animation kept: its frame limits, the stack's info
         check_plan_sizes(item, settings)
     except JobError as exc:
         raise type(exc)(item.named(str(exc))) from None
@@ -101,6 +103,7 @@ def check_plan_sizes(item: Item, settings: Settings) -> None:
     limit when the operations after it bind (gpu_worker.plan), the encoder the format's sides."""
     shape = (item.info.channels, item.info.height, item.info.width)
     bound = item.plan.bind(shape)  # (raises LimitExceeded for a step over max_output_pixels)
+    frames.check_shape_known(item, bound.shape_known)
     largest = max((s.out_shape for s in bound.steps), key=lambda s: s[1] * s[2], default=shape)
     pixels = largest[1] * largest[2]
     if pixels > settings.max_output_pixels:
@@ -119,7 +122,7 @@ def check_batch_pixels(items: list[Item], settings: Settings) -> None:
     sources, and each distinct resource image (loaded once) once."""
     resources = {resource.model_dump()["sha256"]: resource.image.shape[1] * resource.image.shape[2]
                  for item in live(items) for _, resource in item.plan.resources()}
-    total = sum(item.info.width * item.info.height for item in live(items)) + sum(resources.values())
+    total = sum(frames.decoded_pixels(item.info) for item in live(items)) + sum(resources.values())
     if total > settings.max_batch_pixels:
         raise LimitExceeded(
             f"the batch's images hold {total:,} pixels in all, over the per-batch limit "

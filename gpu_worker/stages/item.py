@@ -16,6 +16,7 @@ import torch
 
 from gpu_worker.codecs import SourceInfo
 from gpu_worker.color_management import SourceProfile
+from gpu_worker.codecs.animation import Timing
 from gpu_worker.errors import JobError
 from gpu_worker.plan import Plan
 from gpu_worker.schema import ImageJob
@@ -42,8 +43,9 @@ class Item:
     info: Optional[SourceInfo] = None  # probe
     profile: Optional[SourceProfile] = None  # probe: the source's ICC profile, when it has one for its colours
     cached: bool = False  # cache lookup: encoded and analysis came from the cache
-    source: Optional[torch.Tensor] = None  # decode, until the operations have run: uint8 (C, H, W)
-    result: Optional[torch.Tensor] = None  # operations, until encoded: uint8 (C, H, W)
+    source: Optional[torch.Tensor] = None  # decode, until the operations have run: uint8 (C, H, W); (F, 4, H, W) for a kept animation (stages.frames)
+    result: Optional[torch.Tensor] = None  # operations, until encoded: uint8 (C, H, W); (F, C, H, W) for a kept animation
+    timing: Optional[Timing] = None  # decode, kept animations only: durations, loop, disposal
     stacked: int = 0  # operations: images batched with this one (one stacked kernel call per op on CUDA)
     result_size: Optional[tuple[int, int]] = None  # operations (or cache lookup): (width, height) of the result
     encoded: Optional[bytes] = None  # encode (or cache lookup)
