@@ -23,7 +23,7 @@ from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample
 import gpu_worker.runtime as runtime_module
 from gpu_worker import color_management
 from gpu_worker.codecs import decode
-from gpu_worker.codecs.icc import CARRIES_PROFILE, embed_profile
+from gpu_worker.codecs.containers import CONTAINERS, Kept, embed
 from gpu_worker.config import Settings
 from gpu_worker.handler import run_sync
 from gpu_worker.operations import apply_reference
@@ -282,10 +282,10 @@ EMBED_CASES = [(fmt, params, mode) for fmt, params in (("PNG", {}), ("JPEG", {"q
 @pytest.mark.parametrize("fmt, params, mode", EMBED_CASES,
                          ids=[f"{f}-{'lossless' if p.get('lossless') else 'lossy'}-{m}" for f, p, m in EMBED_CASES])
 def test_embedded_profile_reads_back(fmt, params, mode):
-    assert fmt in CARRIES_PROFILE
+    assert fmt in CONTAINERS
     icc = profile("ProPhotoRGB.icc")
     plain = save_tagged(photo(mode), fmt, None, **params)
-    tagged = embed_profile(plain, fmt, icc)
+    tagged = embed(plain, fmt, Kept(icc=icc))
     with Image.open(io.BytesIO(tagged)) as a, Image.open(io.BytesIO(plain)) as b:
         assert a.info.get("icc_profile") == icc
         assert a.size == b.size and a.mode == b.mode
