@@ -6,6 +6,9 @@ Display P3 profile written from its published primaries (tests/icc_profiles.py),
 converted into each space by LittleCMS and saved with the profile embedded. The reference is
 ``ImageCms.profileToProfile(..., PERCEPTUAL)`` (`gpu_worker.color_management.reference`) on the
 pixels the worker decodes; the worker's result is PNG (lossless), so its pixels are compared.
+Kept profiles are read back with Pillow from every format that carries one (JPEG, PNG, WebP,
+AVIF), alone and with the kept EXIF and XMP, and under ``max_bytes``; the container writer
+(`gpu_worker.codecs.containers`) is checked on its own against the JPEG, PNG and WebP layouts.
 """
 
 from __future__ import annotations
