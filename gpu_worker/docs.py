@@ -61,8 +61,8 @@ def operations_table() -> str:
 def formats_table() -> str:
     """One row per output format."""
     rows = ["| format | also accepted | MIME type | extension | largest side | alpha | `quality` | `lossless` | "
-            "`speed` | `keep_metadata` keeps | `max_bytes` | animation | encoder |\n",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"]
+            "`speed` | `keep_metadata` keeps | `icc: \"keep\"` embeds | `max_bytes` | animation | encoder |\n",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"]
     low, high = QUALITY_RANGE
     for f in OUTPUT_FORMATS.values():
         aliases = ", ".join(f"`{a}`" for a in f.aliases) or "–"
@@ -70,7 +70,7 @@ def formats_table() -> str:
         kept = ", ".join(name.upper() for name in f.metadata) or "nothing"
         rows.append(f"| `{f.name}` | {aliases} | `{f.mime}` | `.{f.extension}` | {f.max_side:,} | {f.alpha} | "
                     f"{f'{low}-{high}' if f.quality else '–'} | {'yes' if f.lossless else '–'} | {speed} | {kept} | "
-                    f"{'yes' if f.budget else '–'} | {'yes' if f.animation else 'no'} | {f.encoder} |\n")
+                    f"{'yes' if f.icc else 'no'} | {'yes' if f.budget else '–'} | {'yes' if f.animation else 'no'} | {f.encoder} |\n")
     return "".join(rows)
 
 

@@ -36,6 +36,8 @@ class OutputFormat:
         metadata: what ``output.keep_metadata: true`` keeps in this format: a subset of
             ("exif", "xmp"); () where the format carries none of them.
         budget: whether ``output.max_bytes`` applies (a quality to search over).
+        icc: whether ``output.icc: "keep"`` embeds the source's ICC profile in this format
+            (`gpu_worker.codecs.containers`; AVIF by its encoder).
     """
 
     name: str
@@ -51,6 +53,7 @@ class OutputFormat:
     speed: Optional[tuple[int, int, int]] = None
     metadata: tuple[str, ...] = ()
     budget: bool = False
+    icc: bool = False
 
 
 #: The range of ``output.quality`` for every format it applies to. libjpeg, libwebp and libavif
@@ -63,18 +66,18 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
     OutputFormat("JPEG", ("JPG",), "image/jpeg", "jpg", 65_500, alpha="flattened onto white", animation=False,
                  encoder="CPU: libjpeg-turbo (4:2:0). CUDA: nvjpeg (4:4:4), or libjpeg-turbo on host threads "
                          "with `CUDA_JPEG_CODEC` `libjpeg`/`hybrid`",
-                 metadata=("exif", "xmp"), budget=True),
+                 metadata=("exif", "xmp"), budget=True, icc=True),
     OutputFormat("PNG", (), "image/png", "png", 2**31 - 1, alpha="kept", animation=False,
                  encoder="host threads: libpng through torchvision (1, 3 channels) or Pillow (2, 4 channels), zlib level 6",
-                 quality=False, metadata=("exif", "xmp")),
+                 quality=False, metadata=("exif", "xmp"), icc=True),
     OutputFormat("WEBP", (), "image/webp", "webp", 16_383, alpha="kept", animation=True,
                  encoder="host threads: libwebp through Pillow; grey is stored as RGB; `lossless: true` stores "
                          "every pixel exactly (then `quality` is the compression effort)",
-                 lossless=True, metadata=("exif", "xmp"), budget=True),
+                 lossless=True, metadata=("exif", "xmp"), budget=True, icc=True),
     OutputFormat("AVIF", (), "image/avif", "avif", 32_768, alpha="kept", animation=False,
                  encoder="host threads: libavif (AOM) through Pillow, 4:2:0 (grey: 4:0:0); `speed` 0 (slowest, "
                          "smallest) to 10 (fastest), default 6",
-                 speed=(0, 10, 6), metadata=("exif", "xmp"), budget=True),
+                 speed=(0, 10, 6), metadata=("exif", "xmp"), budget=True, icc=True),
     OutputFormat("GIF", (), "image/gif", "gif", 65_535, alpha="one transparent palette entry where alpha < 128",
                  animation=True,
                  encoder="host threads: Pillow; 256 colours by Pillow's median-cut quantizer (255 and a "
@@ -93,7 +96,7 @@ def output_format(spelling: str) -> OutputFormat:
 
 def formats_with(attribute: str) -> tuple[str, ...]:
     """Names of the output formats where ``attribute`` (quality, lossless, speed, metadata,
-    budget) applies, in table order."""
+    budget, icc) applies, in table order."""
     return tuple(f.name for f in OUTPUT_FORMATS.values() if getattr(f, attribute))
 
 

@@ -71,11 +71,12 @@ def _tag_srgb_curve(points: int = 1024) -> bytes:
     return b"curv\x00\x00\x00\x00" + struct.pack(">I", points) + np.round(linear * 65535).astype(">u2").tobytes()
 
 
-def matrix_trc_profile(description: str, primaries, white) -> bytes:
+def matrix_trc_profile(description: str, primaries, white, curve_points: int = 1024) -> bytes:
     """A small ICC v2 display profile: the ``primaries`` and ``white`` (CIE xy), the sRGB curve on
-    every channel. Tags: desc, cprt, wtpt (D50, ICC v4 practice), rXYZ/gXYZ/bXYZ, r/g/bTRC."""
+    every channel (a table of ``curve_points`` values, 2 bytes each). Tags: desc, cprt, wtpt (D50,
+    ICC v4 practice), rXYZ/gXYZ/bXYZ, r/g/bTRC."""
     m = rgb_to_xyz_d50(primaries, white)
-    curve = _tag_srgb_curve()
+    curve = _tag_srgb_curve(curve_points)
     tags = [
         (b"desc", _tag_text_description(description)),
         (b"cprt", b"text\x00\x00\x00\x00" + b"No copyright: written by tests/icc_profiles.py\x00"),

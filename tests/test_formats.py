@@ -119,6 +119,7 @@ def test_the_table_states_what_applies_where():
     assert formats_with("speed") == ("AVIF",)
     assert formats_with("budget") == ("JPEG", "WEBP", "AVIF")
     assert set(formats_with("metadata")) == {"JPEG", "PNG", "WEBP", "AVIF"}
+    assert formats_with("icc") == ("JPEG", "PNG", "WEBP", "AVIF")  # GIF: Pillow writes no profile into one
     assert OUTPUT_FORMATS["AVIF"].speed == (0, 10, 6) and QUALITY_RANGE == (1, 100)
     assert {r.name for r in REFUSED_SOURCES} == {"HEIC/HEIF", "JPEG XL"}
 

@@ -6,6 +6,9 @@ Display P3 profile written from its published primaries (tests/icc_profiles.py),
 converted into each space by LittleCMS and saved with the profile embedded. The reference is
 ``ImageCms.profileToProfile(..., PERCEPTUAL)`` (`gpu_worker.color_management.reference`) on the
 pixels the worker decodes; the worker's result is PNG (lossless), so its pixels are compared.
+Kept profiles are read back with Pillow from every format that carries one (JPEG, PNG, WebP,
+AVIF), alone and with the kept EXIF and XMP, and under ``max_bytes``; the container writer
+(`gpu_worker.codecs.containers`) is checked on its own against the JPEG, PNG and WebP layouts.
 """
 
 from __future__ import annotations
@@ -13,23 +16,26 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import re
+import struct
 
 import numpy as np
 import pytest
 import torch
-from icc_profiles import display_p3, into_profile, profile, save_tagged
-from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample
+from icc_profiles import D65, P3_PRIMARIES, display_p3, into_profile, matrix_trc_profile, profile, save_tagged
+from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample, to_tensor
 
 import gpu_worker.runtime as runtime_module
 from gpu_worker import color_management
-from gpu_worker.codecs import decode
-from gpu_worker.codecs.icc import CARRIES_PROFILE, embed_profile
+from gpu_worker.codecs import decode, encode
+from gpu_worker.codecs.containers import CONTAINERS, Kept, embed, writable
+from gpu_worker.codecs.encode import stored_colours
 from gpu_worker.config import Settings
 from gpu_worker.handler import run_sync
 from gpu_worker.operations import apply_reference
 from gpu_worker.runtime import build_runtime, set_runtime
 from kernels.color_table import apply_color_table
-from PIL import Image
+from PIL import ExifTags, Image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
@@ -220,6 +226,91 @@ def test_keep_and_srgb_results_are_cached_apart(worker):
     assert not np.array_equal(pil_array(result_image(converted)), pil_array(result_image(kept)))
 
 
+AVIF_OUT = {"format": "AVIF", "quality": 70, "speed": 10}
+#: EXIF with GPS and an XMP packet, for results that keep both the metadata and the profile.
+GPS = {ExifTags.GPS.GPSLatitudeRef: "N", ExifTags.GPS.GPSLatitude: (52.0, 31.0, 12.5)}
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator>Jane Photographer</dc:creator>'
+       b"</rdf:Description></rdf:RDF></x:xmpmeta>")
+
+
+def exif_with_gps() -> Image.Exif:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "TestCam"
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update(GPS)
+    return exif
+
+
+def untagged(data: bytes) -> bytes:
+    """The pixels of ``data`` as a PNG without a profile (Pillow would carry info over)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return save_tagged(Image.fromarray(np.asarray(im), im.mode), "PNG", None)
+
+
+@pytest.mark.parametrize("profile_name, mode", [("display_p3", "RGB"), ("display_p3", "RGBA"), ("Gray.icc", "L")])
+def test_keep_embeds_the_exact_profile_in_avif(worker, profile_name, mode):
+    data, icc = tagged_source(profile_name, "PNG", mode)
+    response = run({"image": {"base64": b64(data)}, "output": {**AVIF_OUT, "icc": "keep"}})
+    plain = result_image(run({"image": {"base64": b64(untagged(data))}, "output": AVIF_OUT}))
+    assert ok(response)["metadata"]["kept_metadata"] == ["icc"]
+    kept = result_image(response)
+    assert kept.format == "AVIF" and kept.info.get("icc_profile") == icc
+    assert "icc_profile" not in plain.info
+    assert kept.mode == plain.mode and np.array_equal(pil_array(kept), pil_array(plain))  # only the tag differs
+
+
+@pytest.mark.parametrize("out", [PNG_OUT, {"format": "JPEG", "quality": 90}, {"format": "WEBP", "quality": 80},
+                                 {"format": "WEBP", "lossless": True}, AVIF_OUT],
+                         ids=["PNG", "JPEG", "WEBP", "WEBP-lossless", "AVIF"])
+def test_keep_metadata_and_the_profile_together(worker, out):
+    icc = display_p3()
+    im = into_profile(photo("RGBA"), icc)
+    data = save_tagged(im, "PNG", icc, exif=exif_with_gps())
+    data = embed(data, "PNG", Kept(xmp=XMP))  # Pillow's PNG encoder writes no XMP
+    response = ok(run({"image": {"base64": b64(data)}, "output": {**out, "icc": "keep", "keep_metadata": True}}))
+    assert response["metadata"]["kept_metadata"] == ["exif", "xmp", "icc"]
+    got = result_image(response)
+    assert got.info.get("icc_profile") == icc
+    exif = got.getexif()
+    assert exif[ExifTags.Base.Make] == "TestCam" and dict(exif.get_ifd(ExifTags.IFD.GPSInfo)) == GPS
+    xmp = got.info.get("xmp") or got.info.get("XML:com.adobe.xmp")
+    assert b"Jane Photographer" in (xmp.encode() if isinstance(xmp, str) else xmp)
+
+
+@pytest.mark.parametrize("fmt, extra", [("JPEG", {}), ("WEBP", {}), ("AVIF", {"speed": 10})], ids=["JPEG", "WEBP", "AVIF"])
+def test_max_bytes_counts_the_kept_profile(worker, fmt, extra):
+    """ProPhoto's profile (19,688 bytes) is larger than the photo's file: a budget between the
+    tagged file at quality 1 and at 90 is met with the profile in it, at a quality below the one
+    the same budget gives the untagged pixels."""
+    data, icc = tagged_source("ProPhotoRGB.icc", "PNG", "RGB")
+    with Image.open(io.BytesIO(data)) as im:
+        tensor = to_tensor(im.copy(), worker.device)
+
+    def tagged_size(quality: int) -> int:
+        return len(encode(tensor, fmt, quality, nvjpeg=True, metadata=[Kept(icc=icc)], **extra)[0])
+
+    budget = (tagged_size(90) + tagged_size(1)) // 2
+    output = {"format": fmt, "quality": 90, "max_bytes": budget, **extra}
+    kept = ok(run({"image": {"base64": b64(data)}, "output": {**output, "icc": "keep"}}))
+    plain = ok(run({"image": {"base64": b64(untagged(data))}, "output": output}))
+    meta = kept["metadata"]
+    assert meta["max_bytes_met"] is True and meta["bytes"] == len(result_file(kept)) <= budget
+    assert result_image(kept).info.get("icc_profile") == icc
+    assert tagged_size(meta["quality"] + 1) > budget  # the next quality up, with the profile, does not fit
+    assert meta["quality"] < plain["metadata"]["quality"]
+
+
+def test_a_grey_profile_is_kept_only_in_a_grey_file(worker):
+    data, icc = tagged_source("Gray.icc", "PNG", "L")
+    grey = ok(run({"image": {"base64": b64(data)}, "output": {**PNG_OUT, "icc": "keep"}}))
+    assert result_image(grey).info.get("icc_profile") == icc and grey["metadata"]["kept_metadata"] == ["icc"]
+    webp = ok(run({"image": {"base64": b64(data)}, "output": {"format": "WEBP", "icc": "keep"}}))  # stored as RGB
+    colorized = ok(run({"image": {"base64": b64(data)}, "output": {**PNG_OUT, "icc": "keep"},
+                        "operations": [{"type": "colorize", "params": {"black": "#102030", "white": "#f0e0d0"}}]}))
+    for response in (webp, colorized):
+        assert "icc_profile" not in result_image(response).info and response["metadata"]["kept_metadata"] == []
+
+
 # ---------------------------------------------------------------------------------------------
 # CMYK JPEGs
 
@@ -282,14 +373,74 @@ EMBED_CASES = [(fmt, params, mode) for fmt, params in (("PNG", {}), ("JPEG", {"q
 @pytest.mark.parametrize("fmt, params, mode", EMBED_CASES,
                          ids=[f"{f}-{'lossless' if p.get('lossless') else 'lossy'}-{m}" for f, p, m in EMBED_CASES])
 def test_embedded_profile_reads_back(fmt, params, mode):
-    assert fmt in CARRIES_PROFILE
+    assert fmt in CONTAINERS
     icc = profile("ProPhotoRGB.icc")
     plain = save_tagged(photo(mode), fmt, None, **params)
-    tagged = embed_profile(plain, fmt, icc)
+    tagged = embed(plain, fmt, Kept(icc=icc))
     with Image.open(io.BytesIO(tagged)) as a, Image.open(io.BytesIO(plain)) as b:
         assert a.info.get("icc_profile") == icc
         assert a.size == b.size and a.mode == b.mode
         assert np.array_equal(pil_array(a), pil_array(b))
+
+
+def long_profile() -> bytes:
+    """Display P3 with 70,000-point curves: 140,512 bytes, three JPEG APP2 segments."""
+    return matrix_trc_profile("Display P3 (tests, long curves)", P3_PRIMARIES, D65, curve_points=70_000)
+
+
+def riff_chunks(data: bytes) -> list[bytes]:
+    tags, pos = [], 12
+    while pos + 8 <= len(data):
+        size = struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        tags.append(data[pos : pos + 4])
+        pos += 8 + size + (size & 1)
+    return tags
+
+
+CONTAINER_CASES = [("JPEG", {"quality": 90}, "RGB"), ("PNG", {}, "RGB"), ("PNG", {}, "LA"),
+                   ("WEBP", {"quality": 80}, "RGB"), ("WEBP", {"quality": 80}, "RGBA"), ("WEBP", {"lossless": True}, "RGBA")]
+
+
+@pytest.mark.parametrize("fmt, params, mode", CONTAINER_CASES,
+                         ids=[f"{f}-{'lossless' if p.get('lossless') else 'lossy'}-{m}" for f, p, m in CONTAINER_CASES])
+def test_containers_hold_exif_xmp_and_profile_where_the_specs_put_them(fmt, params, mode):
+    icc = long_profile()
+    exif = exif_with_gps().tobytes()[6:]  # TIFF bytes, without "Exif\0\0"
+    plain = save_tagged(photo(mode), fmt, None, **params)
+    tagged = embed(plain, fmt, Kept(exif=exif, xmp=XMP, icc=icc))
+    with Image.open(io.BytesIO(tagged)) as a, Image.open(io.BytesIO(plain)) as b:
+        assert a.info.get("icc_profile") == icc
+        assert dict(a.getexif().get_ifd(ExifTags.IFD.GPSInfo)) == GPS
+        xmp = a.info.get("xmp") or a.info.get("XML:com.adobe.xmp")
+        assert b"Jane Photographer" in (xmp.encode() if isinstance(xmp, str) else xmp)
+        assert a.size == b.size and a.mode == b.mode
+        assert np.array_equal(pil_array(a), pil_array(b))
+    if fmt == "JPEG":  # the profile split over APP2 segments numbered 1..3 of 3
+        assert [tagged[m.start() + 16 : m.start() + 18] for m in re.finditer(b"\xff\xe2..ICC_PROFILE\x00", tagged)] == \
+            [b"\x01\x03", b"\x02\x03", b"\x03\x03"]
+    if fmt == "PNG":
+        assert tagged.index(b"iCCP") < tagged.index(b"IDAT") and b"sRGB" not in tagged
+    if fmt == "WEBP":  # VP8X first, ICCP before the image data, EXIF and XMP after it
+        tags = riff_chunks(tagged)
+        image = [t for t in tags if t in (b"VP8 ", b"VP8L", b"ALPH")]
+        assert tags == [b"VP8X", b"ICCP", *image, b"EXIF", b"XMP "] and image
+        assert tagged[20] & 0x3C == 0x2C | (0x10 if mode == "RGBA" else 0)  # ICC, (alpha,) EXIF, XMP flags
+
+
+def test_a_jpeg_leaves_out_what_its_segments_cannot_hold():
+    too_long = Kept(exif=bytes(65_528), xmp=b"x" * 100, icc=bytes(255 * 65_519 + 1))
+    assert writable("JPEG", too_long) == Kept(xmp=b"x" * 100)
+    assert writable("PNG", too_long) == too_long
+    plain = save_tagged(photo("RGB"), "JPEG", None, quality=90)
+    assert embed(plain, "JPEG", Kept(icc=too_long.icc)) == plain
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF"])
+def test_stored_colours_says_what_each_file_holds(fmt):
+    for channels, mode in enumerate(("L", "LA", "RGB", "RGBA"), start=1):
+        extra = {"speed": 10} if fmt == "AVIF" else {}
+        with Image.open(io.BytesIO(encode(to_tensor(photo(mode)), fmt, 80, **extra)[0])) as im:
+            assert stored_colours(fmt, channels) == len(im.getbands()) - ("A" in im.getbands()), (mode, im.mode)
 
 
 def test_srgb_is_decided_by_what_the_profile_does():

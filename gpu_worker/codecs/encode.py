@@ -16,8 +16,10 @@ WEBP       Pillow (libwebp), ``quality`` applies; alpha kept. ``lossless=True`` 
 AVIF, GIF  Pillow, on the host: `gpu_worker.codecs.encode_more`.
 =========  ===================================================================================
 
-EXIF and XMP a job keeps (`gpu_worker.codecs.metadata`) are written into each file: by the
-AVIF encoder, and into the JPEG, PNG and WebP containers after encoding.
+The EXIF, XMP and ICC profile a result keeps (`gpu_worker.codecs.containers.Kept`) are written
+into its file: by the AVIF encoder, and into the JPEG, PNG and WebP containers right after
+encoding (`gpu_worker.codecs.containers.embed`), so a ``max_bytes`` search counts them.
+`stored_colours` says whether a file holds grey or RGB (the profile must describe that).
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ import torchvision.io as tvio
 from PIL import Image
 
 from gpu_worker.codecs.encode_more import encode_avif, encode_gif
-from gpu_worker.codecs.metadata import Kept, embed
+from gpu_worker.codecs.containers import Kept, embed
 from gpu_worker.errors import EncodeError
 from gpu_worker.formats import OUTPUT_FORMATS, QUALITY_RANGE, formats_with
 from kernels._checks import check_images
 
-__all__ = ["FORMATS", "encode", "flatten_alpha"]
+__all__ = ["FORMATS", "encode", "flatten_alpha", "stored_colours"]
 
 #: Output formats, as the caller spells them (canonical names of gpu_worker.formats).
 FORMATS = tuple(OUTPUT_FORMATS)
@@ -74,6 +76,16 @@ def flatten_alpha(image: torch.Tensor) -> torch.Tensor:
         shade = (255 - part[..., :-1, :, :].to(torch.int32)).mul_(alpha).add_(127).floor_divide_(255)
         out[..., top : top + rows, :] = shade.neg_().add_(255)
     return out
+
+
+def stored_colours(format: str, channels: int) -> int:
+    """How many colour channels (1: grey, 3: RGB) a ``format`` file of a ``channels``-channel
+    image holds, as the encoders here write it: WebP has no grey mode (grey is stored as RGB) and
+    AVIF stores LA as RGBA; the others keep grey grey. Alpha is not counted."""
+    colours = channels - 1 if channels % 2 == 0 else channels
+    if colours == 1 and (format == "WEBP" or (format == "AVIF" and channels == 2)):
+        return 3
+    return colours
 
 
 def _check_args(images: torch.Tensor, format: str, quality: int, lossless: bool, speed: int | None) -> None:
@@ -173,8 +185,9 @@ def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bo
             file as libjpeg-turbo's: up to a few levels apart once decoded). False: copy to the
             host and encode with libjpeg-turbo, as Pillow does.
         speed: AVIF only: libavif's speed, 0 (slowest) to 10; None: the format's default.
-        metadata: per image, the EXIF and XMP to write into its file (the format must carry
-            them: `gpu_worker.formats`); None writes none.
+        metadata: per image, the EXIF, XMP and ICC profile to write into its file (JPEG, PNG,
+            WebP, AVIF; what a JPEG cannot hold is left out: `containers.writable`); None
+            writes none.
 
     Returns:
         ``B`` encoded files (bytes), in batch order; ``[]`` for an empty batch.
@@ -203,7 +216,7 @@ def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bo
         else:
             files = _encode_webp(images, quality, lossless)
         if metadata is not None:
-            files = [embed(data, format, kept)[0] for data, kept in zip(files, metadata)]
+            files = [embed(data, format, kept) for data, kept in zip(files, metadata)]
         return files
     except EncodeError:
         raise

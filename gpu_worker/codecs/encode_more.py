@@ -5,8 +5,9 @@ format     how
 =========  ===================================================================================
 AVIF       Pillow's AVIF plugin (libavif with AOM): ``quality`` 1-100, ``speed`` 0 (slowest,
            smallest) to 10 (fastest); 4:2:0 chroma, grey (1 channel) as 4:0:0 and decoded back
-           as grey; LA is stored as RGBA. EXIF and XMP kept by the job are handed to the encoder
-           (which writes an EXIF orientation as the container's ``irot``/``imir``; ours is 1).
+           as grey; LA is stored as RGBA. The EXIF, XMP and ICC profile a result keeps are handed
+           to the encoder (which writes an EXIF orientation as the container's ``irot``/``imir``;
+           ours is 1; the profile goes into the ``colr`` box).
 GIF        A palette of at most 256 colours chosen by Pillow's quantizer (median cut,
            ``Image.quantize``); grey is stored with its own 256 levels (exact). With alpha (LA,
            RGBA): 255 colours for the pixels whose alpha is 128 or more and one transparent
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gpu_worker.codecs.metadata import Kept
+from gpu_worker.codecs.containers import EXIF_HEADER, Kept
 
 __all__ = ["encode_avif", "encode_gif", "GIF_TRANSPARENT_INDEX"]
 
@@ -50,7 +51,7 @@ def encode_avif(images: torch.Tensor, quality: int, speed: int,
                 metadata: Optional[Sequence[Kept]] = None) -> list[bytes]:
     """AVIF files of a uint8 ``(B, C, H, W)`` batch at ``quality`` (1-100) and ``speed`` (0-10).
 
-    ``metadata``: per image, the EXIF (TIFF bytes) and XMP to write; None writes none.
+    ``metadata``: per image, the EXIF (TIFF bytes), XMP and ICC profile to write; None writes none.
     """
     out = []
     for i, img in enumerate(images.cpu()):
@@ -60,9 +61,11 @@ def encode_avif(images: torch.Tensor, quality: int, speed: int,
         kept = metadata[i] if metadata is not None else Kept()
         extra = {}
         if kept.exif is not None:
-            extra["exif"] = b"Exif\x00\x00" + kept.exif
+            extra["exif"] = EXIF_HEADER + kept.exif
         if kept.xmp is not None:
             extra["xmp"] = kept.xmp
+        if kept.icc is not None:
+            extra["icc_profile"] = kept.icc
         buf = io.BytesIO()
         im.save(buf, "AVIF", quality=quality, speed=speed, **extra)
         out.append(buf.getvalue())

@@ -1,5 +1,5 @@
-"""What a source carries besides pixels (EXIF, XMP, IPTC, an ICC profile, frames), and putting
-EXIF and XMP back into an encoded result when a job asks to keep them.
+"""What a source carries besides pixels (EXIF, XMP, IPTC, an ICC profile, frames), and what of
+its EXIF and XMP a result keeps when a job asks to.
 
 Results are encoded from pixels, so nothing of the source's metadata reaches them unless a job
 sets ``output.keep_metadata``: then the source's EXIF (GPS and all, its orientation set to 1
@@ -8,10 +8,8 @@ into the result where the format carries them (`gpu_worker.formats`: JPEG, PNG, 
 IPTC and the EXIF of formats that carry none (GIF) are never kept.
 
 `read_source` works on an opened Pillow image (header only, no pixels: see `probe`).
-`embed` adds the kept metadata to an encoded JPEG (APP1 segments after SOI/APP0), PNG (``eXIf``
-and an ``iTXt`` ``XML:com.adobe.xmp`` chunk after IHDR) or WebP (``EXIF`` and ``XMP `` chunks,
-with a ``VP8X`` header) by rewriting its container; AVIF gets them from its encoder
-(`encode_more`).
+`kept_metadata` gives the blocks to keep (a `gpu_worker.codecs.containers.Kept`); the encoders
+write them into the file (`gpu_worker.codecs.containers.embed`; AVIF through its encoder).
 """
 
 from __future__ import annotations
@@ -25,13 +23,11 @@ from typing import Optional
 
 from PIL import ExifTags, Image, ImageCms
 
-__all__ = ["SourceMetadata", "Kept", "read_source", "kept_metadata", "writable", "embed"]
+from gpu_worker.codecs.containers import EXIF_HEADER as _EXIF_HEADER
+from gpu_worker.codecs.containers import Kept
 
-#: The EXIF header JPEG's APP1 segment (and Pillow's ``info["exif"]``) starts with.
-_EXIF_HEADER = b"Exif\x00\x00"
-_XMP_JPEG_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
-#: Largest body of one JPEG marker segment (its 16-bit length counts itself).
-_JPEG_SEGMENT_MAX = 65_533
+__all__ = ["SourceMetadata", "read_source", "kept_metadata"]
+
 _XMP_ORIENTATION = (re.compile(rb'tiff:Orientation="[0-9]"'), re.compile(rb"<tiff:Orientation>[0-9]</tiff:Orientation>"))
 
 
@@ -61,17 +57,6 @@ class SourceMetadata:
 
 
 NOTHING = SourceMetadata()
-
-
-@dataclass(frozen=True)
-class Kept:
-    """The metadata written into one result: EXIF as TIFF bytes (orientation 1), XMP."""
-
-    exif: Optional[bytes] = None
-    xmp: Optional[bytes] = None
-
-    def names(self) -> list[str]:
-        return [name for name in ("exif", "xmp") if getattr(self, name) is not None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,104 +180,8 @@ def _xmp_upright(xmp: bytes) -> bytes:
 
 
 def kept_metadata(source: SourceMetadata, carries: tuple[str, ...]) -> Kept:
-    """What a result keeps of ``source`` in a format that ``carries`` ("exif", "xmp")."""
+    """The EXIF (orientation 1) and XMP (``tiff:Orientation`` 1) a result keeps of ``source`` in a
+    format that ``carries`` ("exif", "xmp"); no profile (see `gpu_worker.stages.output`)."""
     exif = _exif_upright(source.exif) if "exif" in carries and source.exif else None
     xmp = _xmp_upright(source.xmp) if "xmp" in carries and source.xmp else None
-    return Kept(exif=exif, xmp=xmp)
-
-
-# ---------------------------------------------------------------------------------------------
-# Embedding into encoded files
-
-
-def _jpeg_segment(marker: int, body: bytes) -> bytes:
-    return struct.pack(">BBH", 0xFF, marker, len(body) + 2) + body
-
-
-def _embed_jpeg(data: bytes, kept: Kept) -> tuple[bytes, Kept]:
-    segments, written = b"", {}
-    if kept.exif is not None and len(_EXIF_HEADER) + len(kept.exif) <= _JPEG_SEGMENT_MAX:
-        segments += _jpeg_segment(0xE1, _EXIF_HEADER + kept.exif)
-        written["exif"] = kept.exif
-    if kept.xmp is not None and len(_XMP_JPEG_HEADER) + len(kept.xmp) <= _JPEG_SEGMENT_MAX:
-        segments += _jpeg_segment(0xE1, _XMP_JPEG_HEADER + kept.xmp)
-        written["xmp"] = kept.xmp
-    pos = 2  # after SOI; after the JFIF APP0 segment when there is one (it must come first)
-    if data[2:4] == b"\xff\xe0":
-        pos = 4 + struct.unpack(">H", data[4:6])[0]
-    return data[:pos] + segments + data[pos:], Kept(**written)
-
-
-def _png_chunk(tag: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
-
-def _embed_png(data: bytes, kept: Kept) -> tuple[bytes, Kept]:
-    chunks = b""
-    if kept.exif is not None:
-        chunks += _png_chunk(b"eXIf", kept.exif)
-    if kept.xmp is not None:
-        chunks += _png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + kept.xmp)
-    ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]
-    return data[:ihdr_end] + chunks + data[ihdr_end:], kept
-
-
-def _riff_chunk(tag: bytes, body: bytes) -> bytes:
-    return tag + struct.pack("<I", len(body)) + body + (b"\x00" if len(body) & 1 else b"")
-
-
-def _webp_canvas(tag: bytes, body: bytes) -> tuple[int, int, bool]:
-    """(width, height, alpha) of a simple WebP's VP8 or VP8L bitstream."""
-    if tag == b"VP8L":
-        bits = struct.unpack("<I", body[1:5])[0]
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, bool(bits >> 28 & 1)
-    w, h = struct.unpack("<HH", body[6:10])  # VP8 key frame: after the 3-byte tag and start code
-    return w & 0x3FFF, h & 0x3FFF, False
-
-
-def _embed_webp(data: bytes, kept: Kept) -> tuple[bytes, Kept]:
-    chunks, pos = [], 12
-    while pos + 8 <= len(data):
-        tag, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        chunks.append((tag, data[pos + 8 : pos + 8 + size]))
-        pos += 8 + size + (size & 1)
-    if chunks[0][0] == b"VP8X":
-        flags = bytearray(chunks[0][1])
-        chunks = chunks[1:]
-    else:
-        w, h, alpha = _webp_canvas(*chunks[0])
-        flags = bytearray(struct.pack("<I", 0x10 if alpha else 0) + (w - 1).to_bytes(3, "little")
-                          + (h - 1).to_bytes(3, "little"))
-    chunks = [(t, b) for t, b in chunks if t not in (b"EXIF", b"XMP ")]
-    if kept.exif is not None:
-        flags[0] |= 0x08
-        chunks.append((b"EXIF", kept.exif))
-    if kept.xmp is not None:
-        flags[0] |= 0x04
-        chunks.append((b"XMP ", kept.xmp))
-    body = b"WEBP" + _riff_chunk(b"VP8X", bytes(flags)) + b"".join(_riff_chunk(t, b) for t, b in chunks)
-    return b"RIFF" + struct.pack("<I", len(body)) + body, kept
-
-
-_EMBEDDERS = {"JPEG": _embed_jpeg, "PNG": _embed_png, "WEBP": _embed_webp}
-
-
-def embed(data: bytes, format: str, kept: Kept) -> tuple[bytes, Kept]:
-    """``data`` (an encoded JPEG, PNG or WebP) with ``kept``'s EXIF and XMP written into it.
-
-    Returns the new file and what was written: all of ``kept``, except in a JPEG an EXIF or XMP
-    block over one marker segment's 65,533 bytes, which is left out.
-    """
-    if kept.exif is None and kept.xmp is None:
-        return data, kept
-    return _EMBEDDERS[format](data, kept)
-
-
-def writable(format: str, kept: Kept) -> Kept:
-    """What of ``kept`` a ``format`` file can hold: in a JPEG each block must fit in one marker
-    segment (65,533 bytes with its header); larger ones are left out."""
-    if format != "JPEG":
-        return kept
-    exif = kept.exif if kept.exif is not None and len(_EXIF_HEADER) + len(kept.exif) <= _JPEG_SEGMENT_MAX else None
-    xmp = kept.xmp if kept.xmp is not None and len(_XMP_JPEG_HEADER) + len(kept.xmp) <= _JPEG_SEGMENT_MAX else None
     return Kept(exif=exif, xmp=xmp)

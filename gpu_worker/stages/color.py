@@ -1,5 +1,6 @@
 """The ICC profile stages: sources converted to sRGB right after decoding (``output.icc`` "srgb",
-the default), and the source's profile embedded in the encoded result ("keep").
+the default), and, with "keep", the source's profile handed to the encoder
+(`gpu_worker.stages.output`), which writes it into the file it encodes.
 
 CMYK sources are converted through their profile while they are decoded, on the host
 (gpu_worker.codecs.decode), whatever ``output.icc`` says: no output format here holds CMYK.
@@ -7,8 +8,9 @@ CMYK sources are converted through their profile while they are decoded, on the 
 
 from __future__ import annotations
 
-from gpu_worker.codecs.icc import embed_profile
-from gpu_worker.color_management import to_srgb
+from typing import Optional
+
+from gpu_worker.color_management import SourceProfile, to_srgb
 from gpu_worker.stages.item import Item, describe_failure, live
 
 
@@ -25,14 +27,10 @@ def convert_sources(items: list[Item]) -> None:
             item.fail(item.named(describe_failure("converting the source to sRGB by its ICC profile", exc)))
 
 
-def embed_profiles(items: list[Item]) -> None:
-    """With ``output.icc`` "keep": the source's profile put into each encoded result whose format
-    carries one (gpu_worker.codecs.icc.CARRIES_PROFILE)."""
-    for item in live(items):
-        profile = item.profile
-        if item.encoded is None or profile is None or item.spec.output.icc != "keep" or profile.color_space == "CMYK":
-            continue
-        try:
-            item.encoded = embed_profile(item.encoded, item.spec.output.format, profile.data)
-        except Exception as exc:  # noqa: BLE001
-            item.fail(item.named(describe_failure("embedding the ICC profile", exc)))
+def profile_to_keep(item: Item) -> Optional[SourceProfile]:
+    """The source profile ``item``'s result keeps: its own with ``output.icc`` "keep", unless
+    the source was CMYK (converted to sRGB while decoding); None otherwise."""
+    profile = item.profile
+    if profile is None or item.spec.output.icc != "keep" or profile.color_space == "CMYK":
+        return None
+    return profile

@@ -1,6 +1,6 @@
 """The device stages of one chunk of items: decode (convert by the source's ICC profile, analyse
-the sources), run the operations (and analyse the results), encode (and embed the profile when
-kept). gpu_worker.overlap runs them chunk by chunk."""
+the sources), run the operations (and analyse the results), encode (with the kept metadata and
+profile). gpu_worker.overlap runs them chunk by chunk."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from gpu_worker.codecs import decode_batch
 from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import JobError
 from gpu_worker.plan import Plan
-from gpu_worker.stages.color import convert_sources, embed_profiles
+from gpu_worker.stages.color import convert_sources, profile_to_keep
 from gpu_worker.stages import frames
 from gpu_worker.stages.item import Item, describe_failure, fail_all, live
 from gpu_worker.stages.output import encode_results
@@ -121,7 +121,6 @@ def encode_chunk(items: list[Item], policy: DevicePolicy) -> None:
     for group in on_gpu.values():
         _encode(group, nvjpeg=True)
     map_images(lambda item: _encode([item], nvjpeg=False), on_host)
-    embed_profiles(items)
 
 
 def _encode(group: list[Item], nvjpeg: bool) -> None:
@@ -132,7 +131,8 @@ def _encode(group: list[Item], nvjpeg: bool) -> None:
             group[0].encoded, group[0].result = frames.encode(group[0]), None
             return
         batch = group[0].result.unsqueeze(0) if len(group) == 1 else torch.stack([i.result for i in group])
-        encoded = encode_results(batch, output, [item.info.metadata for item in group], nvjpeg=nvjpeg)
+        encoded = encode_results(batch, output, [item.info.metadata for item in group], nvjpeg=nvjpeg,
+                                 profiles=[profile_to_keep(item) for item in group])
     except Exception as exc:  # noqa: BLE001
         fail_all(group, f"encoding {output.format}", exc)
         return

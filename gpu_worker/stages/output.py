@@ -1,5 +1,9 @@
 """A group of results encoded as their job's ``output`` says: format, quality, lossless, speed,
-the kept metadata and the size budget.
+the kept metadata and ICC profile, and the size budget.
+
+What a result keeps (`gpu_worker.codecs.containers.Kept`) is decided before encoding and written
+by the encoder into every file it tries, so a ``max_bytes`` budget counts the EXIF, XMP and the
+profile too.
 
 Called by the encode stage (`gpu_worker.stages.device`) for items that share one ``output``
 (and, on the GPU, one shape); returns, per item, the file and what the response's metadata says
@@ -8,6 +12,7 @@ about it (`Encoded.metadata`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -16,7 +21,10 @@ import torch
 
 from gpu_worker.codecs import encode
 from gpu_worker.codecs.budget import encode_within
-from gpu_worker.codecs.metadata import Kept, SourceMetadata, kept_metadata, writable
+from gpu_worker.codecs.containers import Kept, writable
+from gpu_worker.codecs.encode import stored_colours
+from gpu_worker.codecs.metadata import SourceMetadata, kept_metadata
+from gpu_worker.color_management import SourceProfile
 from gpu_worker.formats import OUTPUT_FORMATS
 from gpu_worker.schema import OutputSpec
 
@@ -29,7 +37,7 @@ class Encoded:
         data: the encoded file.
         quality: the quality it was encoded at (the job's, or lower under ``max_bytes``).
         budget_met: under ``max_bytes``: whether the file fits; None without a budget.
-        kept: the metadata written into it ("exif", "xmp").
+        kept: what of the source was written into it ("exif", "xmp", "icc").
         speed: the encoder's speed (AVIF); None where the format has none.
     """
 
@@ -50,8 +58,19 @@ class Encoded:
         return out
 
 
+def kept_profile(profile: Optional[SourceProfile], format: str, channels: int) -> Optional[bytes]:
+    """The profile (``output.icc`` "keep") a ``format`` file of a ``channels``-channel result
+    carries: ``profile``'s bytes when the format carries one and the profile describes the
+    file's colours (a grey profile in a grey file, RGB in RGB: WebP stores grey as RGB, so a
+    grey profile is not written there, nor after an operation turned grey into RGB or back)."""
+    if profile is None or not OUTPUT_FORMATS[format].icc:
+        return None
+    colours = stored_colours(format, channels)
+    return profile.data if profile.applies_to("L" if colours == 1 else "RGB", colours) else None
+
+
 def encode_results(batch: torch.Tensor, output: OutputSpec, sources: Sequence[SourceMetadata],
-                   nvjpeg: bool) -> list[Encoded]:
+                   nvjpeg: bool, profiles: Optional[Sequence[Optional[SourceProfile]]] = None) -> list[Encoded]:
     """Encode a uint8 ``(B, C, H, W)`` batch as ``output`` says.
 
     Args:
@@ -59,14 +78,21 @@ def encode_results(batch: torch.Tensor, output: OutputSpec, sources: Sequence[So
         output: the job's output settings, shared by the batch.
         sources: per image, what its source carried (kept when ``output.keep_metadata``).
         nvjpeg: see `gpu_worker.codecs.encode`.
+        profiles: per image, the source's ICC profile to keep (``output.icc`` "keep"; the
+            caller decides: `gpu_worker.stages.color.profile_to_keep`), or None; embedded where
+            `kept_profile` says.
 
     Returns:
         One `Encoded` per image, in batch order.
     """
     fmt = OUTPUT_FORMATS[output.format]
-    kept = [writable(output.format, kept_metadata(s, fmt.metadata)) if output.keep_metadata else Kept()
-            for s in sources]
-    any_kept = any(k.names() for k in kept)
+    profiles = profiles if profiles is not None else [None] * len(sources)
+    kept = []
+    for source, profile in zip(sources, profiles):
+        metadata = kept_metadata(source, fmt.metadata) if output.keep_metadata else Kept()
+        icc = kept_profile(profile, output.format, batch.shape[1])
+        kept.append(writable(output.format, dataclasses.replace(metadata, icc=icc)))
+    any_kept = any(kept)
 
     def encode_at(images: torch.Tensor, quality: int, indices: list[int]) -> list[bytes]:
         return encode(images, output.format, quality, lossless=output.lossless, nvjpeg=nvjpeg,
