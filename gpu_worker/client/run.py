@@ -18,6 +18,7 @@ import requests
 
 from gpu_worker.client import manifest as manifests
 from gpu_worker.client.backends import LocalBackend, RemoteBackend
+from gpu_worker.client.breaker import DEFAULT_THRESHOLD, Breaker
 from gpu_worker.client.packing import Batch, image_field, pack
 from gpu_worker.client.progress import Progress, Summary
 from gpu_worker.client.s3 import ClientError, S3Location, is_s3, make_client, parse_s3
@@ -41,7 +42,9 @@ class Options:
 
     ``endpoint``/``api_key``/``base_url`` select a RunPod(-API) endpoint, ``local`` the handler
     in-process. ``stage`` is an ``s3://`` prefix the worker can read, for files too large to send
-    inline. ``max_body`` is the ``run`` body limit in bytes (RunPod's 10 MiB)."""
+    inline. ``max_body`` is the ``run`` body limit in bytes (RunPod's 10 MiB). ``give_up_after``
+    jobs in a row failing the same transient way stop the run (:mod:`gpu_worker.client.breaker`;
+    0: never)."""
 
     sources: list[str]
     spec: JobSpec
@@ -59,12 +62,15 @@ class Options:
     stage: Optional[str] = None
     max_body: int = RUN_BODY_LIMIT
     progress: Optional[bool] = None
+    give_up_after: int = DEFAULT_THRESHOLD
 
 
 def process(options: Options, stop: Optional[threading.Event] = None) -> Summary:
     """Run ``options``; returns the summary. ClientError (before anything is sent) for bad
     arguments or sources. ``stop`` set (or Ctrl-C) ends the run early: no new jobs are sent,
-    jobs in flight are cancelled, what was written stays recorded."""
+    jobs in flight are cancelled, what was written stays recorded. When the endpoint looks down
+    (the breaker) no new jobs are sent either; jobs in flight end (without further tries) and
+    the summary's ``stopped`` says why. Images never sent are counted in ``not_attempted``."""
     started = time.monotonic()
     stop = stop or threading.Event()
     _check_options(options)
@@ -85,14 +91,22 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
     backend = (LocalBackend() if options.local else
                RemoteBackend(options.endpoint, options.api_key, options.base_url, options.job_timeout_s,
                              options.poll_s, poll_backoff_s=options.retry.backoff_s, stop=stop))
-    progress = Progress(len(todo), options.progress)
-    progress.advance(0, len(refused))
+    progress = Progress(len(todo), options.progress, initial_failed=len(refused))
     lock = threading.Lock()
+    halt = threading.Event()  # no new jobs, no further tries: the breaker tripped, or `stop` was set
+    breaker = Breaker(options.give_up_after)
 
     def one(batch: Batch) -> None:
-        if stop.is_set():
+        if halt.is_set() or stop.is_set():
             return
-        result = _run_batch(batch, options, backend, s3, stage, outputs, sink, manifest, stop, progress)
+        result = _run_batch(batch, options, backend, s3, stage, outputs, sink, manifest, halt, progress)
+        if result.transient is not None:
+            if breaker.failed(*result.transient):
+                halt.set()
+                progress.note(f"gpu-worker-client: stopping: {breaker.reason}. No more jobs are sent; "
+                              "run the same command again when the endpoint is back: it does only what is left")
+        elif result.answered:
+            breaker.answered()
         with lock:
             summary.done += result.done
             summary.failed += result.failed
@@ -105,7 +119,9 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
     try:
         queue = iter(batches)
         while True:  # at most `concurrency` jobs queued beyond those running: the rest wait here
-            while len(pending) < 2 * max(1, options.concurrency) and not stop.is_set():
+            if stop.is_set():
+                halt.set()
+            while len(pending) < 2 * max(1, options.concurrency) and not halt.is_set():
                 batch = next(queue, None)
                 if batch is None:
                     break
@@ -117,6 +133,7 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
                 future.result()  # a ClientError (refused key) or a bug ends the run
     except BaseException:
         stop.set()
+        halt.set()
         raise
     finally:
         for future in pending:
@@ -124,20 +141,31 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
         pool.shutdown(wait=True)
         progress.close()
         summary.wall_s = time.monotonic() - started
+    summary.not_attempted = len(todo) - summary.done - len(summary.failed)
+    if breaker.reason:
+        summary.stopped = breaker.reason
+    elif stop.is_set() and summary.not_attempted:
+        summary.stopped = "stopped before the end (Ctrl-C or the caller's stop)"
     return summary
 
 
 @dataclass
 class _BatchResult:
+    """One job's outcome. ``answered``: the endpoint answered the job (done, or refused for its
+    input); ``transient``: (kind, error) when it failed transiently on every try instead."""
+
     done: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     bytes_in: int = 0
     bytes_out: int = 0
+    answered: bool = False
+    transient: Optional[tuple[str, str]] = None
 
 
 def _run_batch(batch: Batch, options: Options, backend: Any, s3: Any, stage: Any, outputs: dict[str, str],
-               sink: Any, manifest: Any, stop: threading.Event, progress: Progress) -> _BatchResult:
-    """Send one job, write its results, record them; never raises for a failed job or image."""
+               sink: Any, manifest: Any, halt: threading.Event, progress: Progress) -> _BatchResult:
+    """Send one job, write its results, record them; never raises for a failed job or image.
+    A set ``halt`` ends the waiting between tries."""
     result = _BatchResult()
     sent: list[tuple[Item, int]] = []
     images = []
@@ -157,12 +185,16 @@ def _run_batch(batch: Batch, options: Options, backend: Any, s3: Any, stage: Any
     job_input = {"images": images, **options.spec.defaults}
     del images
     try:
-        output = run_with_retries(backend.run, job_input, options.retry, stop,
+        output = run_with_retries(backend.run, job_input, options.retry, halt,
                                   on_retry=lambda n, error: progress.note(f"retry {n} of a job of {len(sent)} "
                                                                           f"images after: {error}"))
     except GaveUp as exc:
         result.failed += [{"source": item.relative, "error": str(exc)} for item, _ in sent]
+        if exc.transient and not exc.halted:
+            result.transient = (exc.kind or str(exc), str(exc))
+        result.answered = not exc.transient
         return result
+    result.answered = True
     results = output.get("results")
     if not isinstance(results, list) or len(results) != len(sent):
         error = f"the job answered {len(results) if isinstance(results, list) else 'no'} results for {len(sent)} images"
