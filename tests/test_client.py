@@ -40,8 +40,11 @@ from local_endpoint import ENDPOINT_ID, start_endpoint
 ROOT = Path(__file__).resolve().parents[1]
 OPS = {"operations": [{"type": "resize", "params": {"width": 48}}, {"type": "filter", "params": {"name": "sharpen"}}],
        "output": {"format": "JPEG", "quality": 85}}
+# UPLOAD_THRESHOLD_BYTES: a job's results return inline up to 1 MB of base64 (no bucket configured):
+# the tests' 48-px results are far under it; test_results_too_large_to_return_split_the_job passes it.
 SERVER_ENV = {"GPU_WORKER_DEVICE": "cpu", "CPU_THREADS": "2", "MAX_CONCURRENCY": "2", "SERVE_QUEUE_SIZE": "2",
-              "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS": "true"}
+              "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS": "true", "UPLOAD_THRESHOLD_BYTES": "1000000"}
+RESULT_INLINE_LIMIT = 1_000_000
 FAST_RETRY = ["--retries", "8", "--backoff", "0.05"]
 
 
@@ -140,6 +143,25 @@ def test_folder_through_the_server_then_rerun_does_nothing(server, photo_dir, op
     assert code == 0 and (again["done"], again["skipped"], again["failed"]) == (0, 240, [])
     assert {rel: p.stat().st_mtime_ns for rel, p in outputs(dest).items()} == mtimes
     assert len(manifest_lines(dest)) == 240
+
+
+def test_results_too_large_to_return_split_the_job(server, tmp_path, capsys, api_key):
+    """A job whose results together pass the server's inline limit (and no bucket) fails whole;
+    the client runs its images again in halves until they come back."""
+    src = tmp_path / "src"
+    write_photos(src, 8, formats=("PNG",))
+    ops = json_file(tmp_path, {"operations": [{"type": "resize", "params": {"width": 480, "height": 480,
+                                                                          "maintain_aspect": False}}],
+                               "output": {"format": "PNG"}})
+    code, summary = run_cli(capsys, str(src), "--ops", ops, "--out", str(tmp_path / "out"), *remote(server),
+                            "--batch", "8")
+    assert code == 0 and (summary["done"], summary["failed"]) == (8, []), summary
+    results = outputs(tmp_path / "out")
+    sizes = [base64_size(p.stat().st_size) for p in results.values()]
+    assert sum(sizes) > RESULT_INLINE_LIMIT > max(sizes)  # one job of 8 could not return them
+    for path in results.values():
+        with Image.open(path) as im:
+            assert im.size == (480, 480) and im.format == "PNG"
 
 
 def test_other_operations_redo_every_image(server, photo_dir, tmp_path, capsys, api_key):

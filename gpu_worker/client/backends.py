@@ -23,6 +23,10 @@ from gpu_worker.client.s3 import ClientError
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: Words of a FAILED job's error that mean the worker died under it, not that its input was bad.
 CRASH_MARKERS = ("worker process crashed", "worker crashed", "worker process died")
+#: In a failed job's error: its results together were too large to return inline and the worker has
+#: no bucket to put them in (gpu_worker.stages.deliver.upload_all names the setting). The same
+#: images in smaller jobs come back.
+RESULT_TOO_LARGE = "(UPLOAD_THRESHOLD_BYTES)"
 
 
 class Transient(Exception):

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import requests
 
 from gpu_worker.client import manifest as manifests
-from gpu_worker.client.backends import LocalBackend, RemoteBackend
+from gpu_worker.client.backends import RESULT_TOO_LARGE, LocalBackend, RemoteBackend
 from gpu_worker.client.breaker import DEFAULT_THRESHOLD, Breaker
 from gpu_worker.client.packing import Batch, image_field, pack
 from gpu_worker.client.progress import Progress, Summary
@@ -28,9 +28,15 @@ from gpu_worker.client.spec import JobSpec
 from gpu_worker.client.submit import GaveUp, RetryPolicy, run_with_retries
 from gpu_worker.server.config import RUN_BODY_LIMIT
 
-#: Images per job by default: enough for the worker's chunks (CHUNK_IMAGES, 16) to overlap decode,
-#: operations and encode four times over, and for several images of one shape to stack on a GPU;
-#: far under MAX_BATCH_ITEMS (256). The body limit makes jobs of large files smaller.
+#: Images per job by default. The job is the worker's unit of batching: it goes to the device in
+#: chunks of CHUNK_IMAGES (16), and one chunk's operations overlap the next one's decode and the
+#: last one's encode, so a job of one chunk has nothing to overlap; 64 is four chunks, and images of
+#: one shape stack into one kernel call per chunk on a GPU. On the GPU the reference job runs
+#: faster per image in 64-image jobs than in 16-image ones (BENCHMARKS.md, "CUDA"; larger jobs
+#: not measured there). Larger jobs cost more when a try fails (the whole job runs again), spread
+#: over fewer workers, and return more results at once (past UPLOAD_THRESHOLD_BYTES a worker
+#: without a bucket fails the job, which the client then runs in halves); MAX_BATCH_ITEMS (256)
+#: is the worker's cap. The run body limit makes jobs of large files smaller unless --stage is given.
 DEFAULT_BATCH = 64
 #: Jobs in flight at once by default.
 DEFAULT_CONCURRENCY = 4
@@ -180,26 +186,39 @@ def _run_batch(batch: Batch, options: Options, backend: Any, s3: Any, stage: Any
             continue
         images.append({"image": image})
         sent.append((item, size))
-    if not images:
-        return result
+    if images:
+        _run_job(sent, images, options, backend, outputs, sink, manifest, halt, progress, result)
+    return result
+
+
+def _run_job(sent: list[tuple[Item, int]], images: list[dict[str, Any]], options: Options, backend: Any,
+             outputs: dict[str, str], sink: Any, manifest: Any, halt: threading.Event, progress: Progress,
+             result: _BatchResult) -> None:
+    """Run one job of ``images`` (``sent``: their items and bytes read), write and record its
+    results into ``result``. A job whose results together are too large to come back inline
+    (the worker has no bucket) is run again as two halves, down to single images."""
     job_input = {"images": images, **options.spec.defaults}
-    del images
     try:
         output = run_with_retries(backend.run, job_input, options.retry, halt,
                                   on_retry=lambda n, error: progress.note(f"retry {n} of a job of {len(sent)} "
                                                                           f"images after: {error}"))
     except GaveUp as exc:
+        if not exc.transient and len(sent) > 1 and RESULT_TOO_LARGE in str(exc):
+            half = len(sent) // 2
+            for part in (slice(None, half), slice(half, None)):
+                _run_job(sent[part], images[part], options, backend, outputs, sink, manifest, halt, progress, result)
+            return
         result.failed += [{"source": item.relative, "error": str(exc)} for item, _ in sent]
         if exc.transient and not exc.halted:
             result.transient = (exc.kind or str(exc), str(exc))
-        result.answered = not exc.transient
-        return result
+        result.answered = result.answered or not exc.transient
+        return
     result.answered = True
     results = output.get("results")
     if not isinstance(results, list) or len(results) != len(sent):
         error = f"the job answered {len(results) if isinstance(results, list) else 'no'} results for {len(sent)} images"
         result.failed += [{"source": item.relative, "error": error} for item, _ in sent]
-        return result
+        return
     records = []
     for (item, size), answer in zip(sent, results):
         try:
@@ -216,7 +235,6 @@ def _run_batch(batch: Batch, options: Options, backend: Any, s3: Any, stage: Any
         result.bytes_in += size
         result.bytes_out += len(data)
     manifest.append(records)
-    return result
 
 
 def _read(item: Item, s3: Any) -> bytes:
