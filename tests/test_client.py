@@ -284,8 +284,9 @@ def test_json_summary_from_the_command_line(server, photo_dir, ops_file, tmp_pat
     summary = json.loads(run.stdout)
     jpgs = [p for p in (photo_dir / "trip").rglob("*.jpg")]
     assert summary["done"] == summary["listed"] == len(jpgs) > 0
-    assert set(summary) >= {"done", "failed", "failed_count", "skipped", "bytes_in", "bytes_out", "wall_s",
-                            "images_per_s", "listed", "dest"}
+    assert set(summary) >= {"done", "failed", "failed_count", "skipped", "not_attempted", "stopped", "bytes_in",
+                            "bytes_out", "wall_s", "images_per_s", "listed", "dest"}
+    assert (summary["not_attempted"], summary["stopped"]) == (0, "")
     assert summary["wall_s"] > 0 and summary["images_per_s"] > 0
     # relative paths from the glob's folder part
     assert set(outputs(tmp_path / "out")) == {p.relative_to(photo_dir / "trip").as_posix() for p in jpgs}

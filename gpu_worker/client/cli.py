@@ -44,7 +44,9 @@ def parser() -> argparse.ArgumentParser:
                             "(http://127.0.0.1:8000/v2 for `make serve`, with any --endpoint)")
     where.add_argument("--local", action="store_true", help="run the worker's handler in this process")
     tune = p.add_argument_group("jobs")
-    tune.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"images per job (default {DEFAULT_BATCH})")
+    tune.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                      help=f"images per job, the worker's batch (default {DEFAULT_BATCH}: four of its 16-image chunks "
+                           "to overlap; fewer where files would pass the body limit and --stage is not given)")
     tune.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                       help=f"jobs in flight at once (default {DEFAULT_CONCURRENCY})")
     tune.add_argument("--retries", type=int, default=5, help="further tries of a job after a transient failure (default 5)")
