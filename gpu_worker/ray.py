@@ -7,7 +7,9 @@ the worker's chunking and stacking. Input rows hold encoded image bytes, as
 ``ray.data.read_binary_files`` gives them; a row that fails (a corrupt file) gets its error in the
 ``error`` column and no ``image``, and the dataset goes on.
 
-Example: a folder of photos into a folder of WebP thumbnails, one GPU per actor, 4 actors::
+Example: a folder of photos into a folder of WebP thumbnails, one GPU per actor, 4 actors (Ray 2.51
+and later take the actor count as ``compute=ActorPoolStrategy(size=...)``; ``concurrency=`` is
+deprecated there)::
 
     import os
     import ray
@@ -19,7 +21,7 @@ Example: a folder of photos into a folder of WebP thumbnails, one GPU per actor,
         ImageProcessor,
         fn_constructor_kwargs={"operations": [{"type": "resize", "params": {"width": 256}}],
                                "output": {"format": "WEBP", "quality": 80}},
-        batch_format="numpy", batch_size=64, num_gpus=1, concurrency=4)
+        batch_format="numpy", batch_size=64, num_gpus=1, compute=ray.data.ActorPoolStrategy(size=4))
     for batch in thumbs.iter_batches(batch_format="numpy", batch_size=256):
         for path, image, ext, error in zip(batch["path"], batch["image"], batch["extension"], batch["error"]):
             if error:  # a row that failed: its image is empty

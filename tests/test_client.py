@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from PIL import Image
 
 from client_photos import write_photos
 from gpu_worker.client import cli
+from gpu_worker.client.breaker import Breaker
 from gpu_worker.client.manifest import FILE_NAME
 from gpu_worker.client.packing import base64_size, pack
 from gpu_worker.client.run import Options, process
@@ -38,8 +40,11 @@ from local_endpoint import ENDPOINT_ID, start_endpoint
 ROOT = Path(__file__).resolve().parents[1]
 OPS = {"operations": [{"type": "resize", "params": {"width": 48}}, {"type": "filter", "params": {"name": "sharpen"}}],
        "output": {"format": "JPEG", "quality": 85}}
+# UPLOAD_THRESHOLD_BYTES: a job's results return inline up to 1 MB of base64 (no bucket configured):
+# the tests' 48-px results are far under it; test_results_too_large_to_return_split_the_job passes it.
 SERVER_ENV = {"GPU_WORKER_DEVICE": "cpu", "CPU_THREADS": "2", "MAX_CONCURRENCY": "2", "SERVE_QUEUE_SIZE": "2",
-              "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS": "true"}
+              "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS": "true", "UPLOAD_THRESHOLD_BYTES": "1000000"}
+RESULT_INLINE_LIMIT = 1_000_000
 FAST_RETRY = ["--retries", "8", "--backoff", "0.05"]
 
 
@@ -74,9 +79,15 @@ def api_key(monkeypatch):
 
 def run_cli(capsys, *argv: str) -> tuple[int, dict]:
     """``gpu-worker-client process ... --json`` in this process: (exit status, summary)."""
+    code, summary, _ = run_cli_err(capsys, *argv)
+    return code, summary
+
+
+def run_cli_err(capsys, *argv: str) -> tuple[int, dict, str]:
+    """:func:`run_cli` and what it wrote on stderr."""
     code = cli.main(["process", *argv, "--json", "--no-progress"])
-    out = capsys.readouterr().out
-    return code, (json.loads(out) if out.strip() else {})
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if captured.out.strip() else {}), captured.err
 
 
 def remote(base: str) -> list[str]:
@@ -134,6 +145,25 @@ def test_folder_through_the_server_then_rerun_does_nothing(server, photo_dir, op
     assert len(manifest_lines(dest)) == 240
 
 
+def test_results_too_large_to_return_split_the_job(server, tmp_path, capsys, api_key):
+    """A job whose results together pass the server's inline limit (and no bucket) fails whole;
+    the client runs its images again in halves until they come back."""
+    src = tmp_path / "src"
+    write_photos(src, 8, formats=("PNG",))
+    ops = json_file(tmp_path, {"operations": [{"type": "resize", "params": {"width": 480, "height": 480,
+                                                                          "maintain_aspect": False}}],
+                               "output": {"format": "PNG"}})
+    code, summary = run_cli(capsys, str(src), "--ops", ops, "--out", str(tmp_path / "out"), *remote(server),
+                            "--batch", "8")
+    assert code == 0 and (summary["done"], summary["failed"]) == (8, []), summary
+    results = outputs(tmp_path / "out")
+    sizes = [base64_size(p.stat().st_size) for p in results.values()]
+    assert sum(sizes) > RESULT_INLINE_LIMIT > max(sizes)  # one job of 8 could not return them
+    for path in results.values():
+        with Image.open(path) as im:
+            assert im.size == (480, 480) and im.format == "PNG"
+
+
 def test_other_operations_redo_every_image(server, photo_dir, tmp_path, capsys, api_key):
     src = tmp_path / "src"
     write_photos(src, 12)
@@ -148,12 +178,16 @@ def test_other_operations_redo_every_image(server, photo_dir, tmp_path, capsys, 
         assert im.width == 40
 
 
-def test_server_stopped_half_way_rerun_finishes_the_rest_writing_nothing_twice(server, photo_dir, tmp_path, api_key):
+def test_server_stopped_half_way_rerun_finishes_the_rest_writing_nothing_twice(server, photo_dir, tmp_path, capsys,
+                                                                              api_key):
+    """The server stopped for good half way: the breaker ends the run (the images of the jobs sent
+    after the stop failed, the rest not attempted); a run against the dead server stops after
+    --give-up-after jobs with exit status 3; the rerun against a live one does only the rest."""
     dest = tmp_path / "out"
     proc, base = start_endpoint(tmp_path / "serve1.log", env=SERVER_ENV)
     options = Options(sources=[str(photo_dir)], spec=spec_from(OPS), dest=str(dest), endpoint=ENDPOINT_ID,
                       api_key="local-key", base_url=f"{base}/v2", batch=8, concurrency=1,
-                      retry=RetryPolicy(retries=1, backoff_s=0.05), poll_s=0.1, progress=False)
+                      retry=RetryPolicy(retries=1, backoff_s=0.05), poll_s=0.1, progress=False, give_up_after=3)
     result = {}
     worker = threading.Thread(target=lambda: result.setdefault("summary", process(options)))
     worker.start()
@@ -166,22 +200,40 @@ def test_server_stopped_half_way_rerun_finishes_the_rest_writing_nothing_twice(s
         proc.stop()
     stopped = time.monotonic()
     worker.join(timeout=120)
-    print(f"the client ended {time.monotonic() - stopped:.1f} s after the server was stopped")
+    ended_after = time.monotonic() - stopped
     first = result["summary"]
-    assert 40 <= first.done < 240 and len(first.failed) == 240 - first.done
+    assert 40 <= first.done < 240
+    # One job at a time: the one in flight when the server went, then two more, all refused the
+    # same way; the other jobs were never sent.
+    assert len(first.failed) == 3 * 8, first.failed
     assert all("network" in f["error"] or "gone" in f["error"] for f in first.failed), first.failed[:3]
+    assert first.not_attempted == 240 - first.done - len(first.failed) > 0
+    assert "3 jobs in a row failed the same way (network: ConnectionError)" in first.stopped, first.stopped
     written = outputs(dest)
     assert len(written) == first.done == len(manifest_lines(dest))
     mtimes = {rel: p.stat().st_mtime_ns for rel, p in written.items()}
 
+    # The server is gone for good: the command line stops after 2 jobs, sends nothing else.
+    code, dead, err = run_cli_err(capsys, str(photo_dir), "--ops", json_file(tmp_path, OPS), "--out", str(dest),
+                                  "--endpoint", ENDPOINT_ID, "--base-url", f"{base}/v2", "--batch", "8",
+                                  "--concurrency", "1", "--retries", "1", "--backoff", "0.05", "--give-up-after", "2")
+    assert code == 3, dead
+    left = 240 - first.done
+    assert (dead["done"], dead["skipped"], len(dead["failed"]), dead["not_attempted"]) == (0, first.done, 16, left - 16)
+    assert all("Connection" in f["error"] for f in dead["failed"]), dead["failed"][:2]
+    assert "endpoint looks down" in dead["stopped"] and "endpoint looks down" in err
+    assert len(manifest_lines(dest)) == first.done
+
     options.base_url, options.concurrency = f"{server}/v2", 4  # the rerun: another server, the same DEST
     second = process(options)
-    assert (second.done, second.skipped, second.failed) == (240 - first.done, first.done, [])
+    assert (second.done, second.skipped, second.failed, second.not_attempted, second.stopped) == (left, first.done,
+                                                                                               [], 0, "")
     after = outputs(dest)
     assert set(after) == expected_outputs(photo_dir)
     assert all(after[rel].stat().st_mtime_ns == mtime for rel, mtime in mtimes.items())  # none written again
     records = manifest_lines(dest)
     assert len(records) == 240 and len({r["source"] for r in records}) == 240
+    print(f"the client ended {ended_after:.1f} s after the server was stopped")
 
 
 def test_bad_files_are_reported_and_the_rest_done(server, ops_file, tmp_path, capsys, api_key):
@@ -232,8 +284,9 @@ def test_json_summary_from_the_command_line(server, photo_dir, ops_file, tmp_pat
     summary = json.loads(run.stdout)
     jpgs = [p for p in (photo_dir / "trip").rglob("*.jpg")]
     assert summary["done"] == summary["listed"] == len(jpgs) > 0
-    assert set(summary) >= {"done", "failed", "failed_count", "skipped", "bytes_in", "bytes_out", "wall_s",
-                            "images_per_s", "listed", "dest"}
+    assert set(summary) >= {"done", "failed", "failed_count", "skipped", "not_attempted", "stopped", "bytes_in",
+                            "bytes_out", "wall_s", "images_per_s", "listed", "dest"}
+    assert (summary["not_attempted"], summary["stopped"]) == (0, "")
     assert summary["wall_s"] > 0 and summary["images_per_s"] > 0
     # relative paths from the glob's folder part
     assert set(outputs(tmp_path / "out")) == {p.relative_to(photo_dir / "trip").as_posix() for p in jpgs}
@@ -403,8 +456,45 @@ def test_packing_keeps_jobs_under_the_body_and_batch_limits():
     assert [[i.relative for i in b.items] for b in batches] == [["0.jpg", "1.jpg"], ["2.jpg", "3.jpg", "4.jpg"],
                                                                 ["6.jpg", "h/u.jpg"]]
     assert sum(b.body_bytes for b in batches) > sum(base64_size(i.size or 0) for i in items if i.relative != "5.jpg")
+    # With a staging bucket every job is a full batch: what does not fit inline goes by the bucket.
     staged, none_refused = pack(items, {"operations": []}, batch=3, can_stage=True)
-    assert not none_refused and ("5.jpg", "stage") in [(i.relative, how) for b in staged for i, how in b.entries]
+    assert not none_refused
+    assert [[(i.relative, how) for i, how in b.entries] for b in staged] == [
+        [("0.jpg", "base64"), ("1.jpg", "base64"), ("2.jpg", "stage")],
+        [("3.jpg", "base64"), ("4.jpg", "base64"), ("5.jpg", "stage")],
+        [("6.jpg", "base64"), ("h/u.jpg", "url")]]
+    assert all(b.body_bytes <= 10 * 1024 * 1024 for b in staged)
+
+
+def test_breaker_trips_on_jobs_failing_the_same_transient_way_in_a_row():
+    breaker = Breaker(3)
+    assert not breaker.failed("network: ConnectionError", "e1")
+    assert not breaker.failed("network: ConnectionError", "e2")
+    breaker.answered()  # a job answered in between: the count starts again
+    assert not breaker.failed("network: ConnectionError", "e3")
+    assert not breaker.failed("HTTP 503", "e4")  # another way: the count starts at one
+    assert not breaker.failed("HTTP 503", "e5") and not breaker.tripped
+    assert breaker.failed("HTTP 503", "e6") and breaker.tripped
+    assert "3 jobs in a row failed the same way (HTTP 503)" in breaker.reason and "e6" in breaker.reason
+    assert not breaker.failed("HTTP 503", "e7")  # it trips once
+    never = Breaker(0)
+    assert not any(never.failed("network: ConnectionError", "e") for _ in range(20)) and not never.tripped
+
+
+def test_progress_bar_shows_images_per_second_and_eta(tmp_path, capsys):
+    src = tmp_path / "src"
+    write_photos(src, 3)
+    (src / "empty.jpg").write_bytes(b"")  # refused before anything runs: counted, shown as failed
+    code = cli.main(["process", str(src), "--ops", json_file(tmp_path, OPS), "--out", str(tmp_path / "out"),
+                     "--local", "--progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    bar = err.replace("\r", "\n").splitlines()
+    final = [line for line in bar if line.startswith("images: 100%")]
+    assert final, err
+    # tqdm: "images: 100%|...| 4/4 [00:01<00:00,  2.9img/s, failed=1]": elapsed<ETA, images/s
+    assert re.search(r"\b4/4 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+img/s, failed=1\]", final[-1]), final[-1]
+    assert "done 3, failed 1, skipped 0 (already done) of 4 images" in err
 
 
 def test_listing_a_folder_skips_hidden_and_non_images(tmp_path):

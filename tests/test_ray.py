@@ -37,7 +37,7 @@ def test_a_folder_through_map_batches_equals_the_pipeline(cluster, tmp_path):
     paths = write_photos(tmp_path, 24, formats=("PNG",))
     (tmp_path / "broken.png").write_bytes(paths[0].read_bytes()[:200])
     ds = ray.data.read_binary_files(str(tmp_path), include_paths=True)
-    common = dict(batch_format="numpy", batch_size=8, concurrency=1)
+    common = dict(batch_format="numpy", batch_size=8, compute=ray.data.ActorPoolStrategy(size=1))
     as_arrays = ds.map_batches(ImageProcessor, fn_constructor_kwargs={"operations": OPS, "arrays": True}, **common)
     as_png = ds.map_batches(ImageProcessor, fn_constructor_kwargs={"operations": OPS, "output": {"format": "PNG"}},
                             **common)

@@ -10,6 +10,7 @@ Modules, one job each:
 * :mod:`~gpu_worker.client.packing` -- items into batch jobs under the ``run`` body limit;
 * :mod:`~gpu_worker.client.backends` -- where a job runs: a RunPod(-API) endpoint or in-process;
 * :mod:`~gpu_worker.client.submit` -- one job run with retries and backoff;
+* :mod:`~gpu_worker.client.breaker` -- the run stopped when jobs in a row fail the same transient way;
 * :mod:`~gpu_worker.client.manifest` -- what is done, kept in DEST, so a rerun does the rest;
 * :mod:`~gpu_worker.client.sinks` -- results written (atomically) to a folder or a bucket;
 * :mod:`~gpu_worker.client.progress` -- the progress bar and the summary;

@@ -2,7 +2,8 @@
 
 Each backend's ``run(job_input)`` returns the job's output (the handler's response dict) or
 raises :class:`Transient` (worth another try: network, 429, 5xx, TIMED_OUT, a crashed worker, a
-job the endpoint lost) or :class:`Permanent` (the job itself was refused: retrying gives the same).
+job the endpoint lost), :class:`Permanent` (the job itself was refused: retrying gives the same)
+or :class:`Stopped` (the client is stopping: the job was cancelled).
 """
 
 from __future__ import annotations
@@ -22,14 +23,28 @@ from gpu_worker.client.s3 import ClientError
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: Words of a FAILED job's error that mean the worker died under it, not that its input was bad.
 CRASH_MARKERS = ("worker process crashed", "worker crashed", "worker process died")
+#: In a failed job's error: its results together were too large to return inline and the worker has
+#: no bucket to put them in (gpu_worker.stages.deliver.upload_all names the setting). The same
+#: images in smaller jobs come back.
+RESULT_TOO_LARGE = "(UPLOAD_THRESHOLD_BYTES)"
 
 
 class Transient(Exception):
-    """A failure worth another try."""
+    """A failure worth another try. ``kind`` names the way it failed without the job's details
+    ("network: ConnectionError", "HTTP 503", "TIMED_OUT"): jobs that fail the same way in a row
+    mean the endpoint is down (:mod:`gpu_worker.client.breaker`)."""
+
+    def __init__(self, message: str, kind: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.kind = kind or message
 
 
 class Permanent(Exception):
     """A failure another try would repeat."""
+
+
+class Stopped(Exception):
+    """The client is stopping (``stop`` set): the job was cancelled, not failed."""
 
 
 class RemoteBackend:
@@ -84,7 +99,7 @@ class RemoteBackend:
         while True:
             if self.stop.wait(pause):
                 _cancel(job)
-                raise Transient(f"job {job.job_id} cancelled: the client is stopping")
+                raise Stopped(f"job {job.job_id} cancelled: the client is stopping")
             pause = min(self.poll_s, pause * 1.5)
             try:
                 state = _call(lambda: endpoint.rp_client.get(f"{self.endpoint_id}/status/{job.job_id}"),
@@ -98,7 +113,7 @@ class RemoteBackend:
                 continue
             except Permanent as exc:
                 if "404" in str(exc):  # the endpoint forgot the job (restarted, expired)
-                    raise Transient(f"job {job.job_id} is gone from the endpoint ({exc})") from None
+                    raise Transient(f"job {job.job_id} is gone from the endpoint ({exc})", "job gone") from None
                 raise
             status = state.get("status")
             if status == "COMPLETED":
@@ -109,15 +124,16 @@ class RemoteBackend:
             if status == "FAILED":
                 error = str(state.get("error") or (state.get("output") or {}).get("error") or "no error given")
                 if any(marker in error for marker in CRASH_MARKERS):
-                    raise Transient(f"job FAILED: {error}")
+                    raise Transient(f"job FAILED: {error}", "worker crashed")
                 raise Permanent(f"job FAILED: {error}")
             if status == "TIMED_OUT":
-                raise Transient(f"job {job.job_id} TIMED_OUT on the endpoint")
+                raise Transient(f"job {job.job_id} TIMED_OUT on the endpoint", "TIMED_OUT")
             if status == "CANCELLED":
                 raise Permanent(f"job {job.job_id} was CANCELLED on the endpoint")
             if time.monotonic() - started > self.job_timeout_s:
                 _cancel(job)
-                raise Transient(f"job {job.job_id} not done after {self.job_timeout_s:g} s (status {status})")
+                raise Transient(f"job {job.job_id} not done after {self.job_timeout_s:g} s (status {status})",
+                                "not done in --job-timeout")
 
 
 def _cancel(job: Any) -> None:
@@ -132,13 +148,16 @@ def _call(fn: Callable[[], Any], what: str) -> Any:
     refused API key is a ClientError (nothing else can work)."""
     try:
         return fn()
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise Transient(f"{what}: network: {type(exc).__name__}") from None
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        kind = f"network: {type(exc).__name__}"
+        raise Transient(f"{what}: {kind}", kind) from None
     except requests.HTTPError as exc:
         code = exc.response.status_code if exc.response is not None else 0
         body = exc.response.text[:300] if exc.response is not None else ""
         message = f"{what}: HTTP {code} {body}".strip()
-        raise (Transient if code in TRANSIENT_STATUSES else Permanent)(message) from None
+        if code in TRANSIENT_STATUSES:
+            raise Transient(message, f"HTTP {code}") from None
+        raise Permanent(message) from None
     except RuntimeError as exc:  # runpod's client: 401, or no key
         raise ClientError(f"{what}: {exc}") from None
 

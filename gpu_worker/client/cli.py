@@ -2,8 +2,10 @@
 ``gpu-worker-client``).
 
 Exit status: 0 when every image was done (or already was), 1 when some failed (the summary lists
-them), 2 for bad arguments or sources (nothing was sent), 130 after Ctrl-C (what was written is
-recorded; run the same command again for the rest).
+them), 2 for bad arguments or sources (nothing was sent), 3 when the run stopped because the
+endpoint looked down (``--give-up-after`` jobs in a row failed the same transient way; the images
+not sent are counted as not attempted), 130 after Ctrl-C. After 1, 3 and 130 what was written is
+recorded: running the same command again does only the rest.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from gpu_worker.client.breaker import DEFAULT_THRESHOLD
 from gpu_worker.client.run import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Options, process
 from gpu_worker.client.s3 import ClientError
 from gpu_worker.client.spec import load_spec
 from gpu_worker.client.submit import RetryPolicy
 from gpu_worker.server.config import RUN_BODY_LIMIT
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENDPOINT_DOWN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,12 +44,18 @@ def parser() -> argparse.ArgumentParser:
                             "(http://127.0.0.1:8000/v2 for `make serve`, with any --endpoint)")
     where.add_argument("--local", action="store_true", help="run the worker's handler in this process")
     tune = p.add_argument_group("jobs")
-    tune.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"images per job (default {DEFAULT_BATCH})")
+    tune.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                      help=f"images per job, the worker's batch (default {DEFAULT_BATCH}: four of its 16-image chunks "
+                           "to overlap; fewer where files would pass the body limit and --stage is not given)")
     tune.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                       help=f"jobs in flight at once (default {DEFAULT_CONCURRENCY})")
     tune.add_argument("--retries", type=int, default=5, help="further tries of a job after a transient failure (default 5)")
     tune.add_argument("--backoff", type=float, default=1.0, metavar="SECONDS",
                       help="pause before the first retry, doubled each time (default 1)")
+    tune.add_argument("--give-up-after", type=int, default=DEFAULT_THRESHOLD, metavar="JOBS",
+                      help="stop sending jobs when this many in a row have failed the same transient way "
+                           "(connection refused, 503, ...) after their retries, with none answered in between: "
+                           f"the endpoint looks down; 0: never stop (default {DEFAULT_THRESHOLD})")
     tune.add_argument("--job-timeout", type=float, default=900.0, metavar="SECONDS",
                       help="a job not ended after this long is cancelled and tried again (default 900)")
     tune.add_argument("--max-body-bytes", type=int, default=RUN_BODY_LIMIT,
@@ -75,7 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             batch=args.batch, concurrency=args.concurrency,
             retry=RetryPolicy(retries=max(0, args.retries), backoff_s=max(0.0, args.backoff)),
             job_timeout_s=args.job_timeout, s3_endpoint_url=args.s3_endpoint_url, stage=args.stage,
-            max_body=args.max_body_bytes, progress=args.progress)
+            max_body=args.max_body_bytes, progress=args.progress, give_up_after=max(0, args.give_up_after))
         if args.base_url and not args.endpoint:
             raise ClientError("--base-url needs --endpoint ID (any id for a local server)")
         summary = process(options)
@@ -90,6 +99,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(json.dumps(summary.to_json(), indent=2))
     else:
         print(summary.text(), file=sys.stderr)
+    if summary.stopped:
+        return EXIT_ENDPOINT_DOWN
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 

@@ -5,12 +5,15 @@ How each item travels:
 * ``url``: a URL source, as its URL (the worker downloads it);
 * ``base64``: a file or an S3 object, read by the client and sent inline, while its base64 fits
   in one job's body beside the rest;
-* ``stage``: a file or object whose base64 alone would not fit, put in the staging bucket
-  (``--stage s3://...``) first and sent as a presigned URL, which the worker downloads.
+* ``stage``: with a staging bucket (``--stage s3://...``), a file or object that does not fit in
+  its job's body (its base64 alone, or beside what the job already holds), put in the bucket
+  first and sent as a presigned URL, which the worker downloads.
 
 A job holds at most ``batch`` items and, by the sizes the listing gave, at most ``max_body``
-bytes of JSON. An item too large to send inline with no staging bucket configured is refused
-(reported, not sent).
+bytes of JSON. Without a staging bucket a job ends where the next file's base64 would not fit
+(large files make small jobs) and a file whose base64 alone would not fit is refused (reported,
+not sent); with one, every job is filled to ``batch`` items, the ones that fit inline and the
+rest staged, so each job is a full batch for the worker whatever the files' sizes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from gpu_worker.server.config import RUN_BODY_LIMIT
 
 #: JSON bytes an item adds besides its data: ``{"image": {"base64": ""}}, `` and the like.
 ITEM_OVERHEAD = 64
+#: JSON bytes a staged item's presigned URL takes (S3's are about 1 kB with a session token).
+STAGED_BYTES = 2048
 #: Bytes left free under the body limit for what the estimate does not see (headers are not
 #: counted by the limit; this covers the request's own keys and any rounding).
 BODY_MARGIN = 16 * 1024
@@ -66,9 +71,15 @@ def pack(items: list[Item], defaults: dict[str, Any], batch: int, max_body: int 
                                   f"{max_body:,}-byte run body limit); give --stage s3://BUCKET/prefix, a bucket "
                                   "the worker can read, to send it as a URL"))
             continue
-        if current.entries and (len(current.entries) >= batch or current.body_bytes + cost > room):
+        if current.entries and len(current.entries) >= batch:
             batches.append(current)
             current = Batch()
+        if current.body_bytes + cost > room:
+            if can_stage and current.body_bytes + STAGED_BYTES + ITEM_OVERHEAD <= room:
+                how, cost = "stage", STAGED_BYTES + ITEM_OVERHEAD  # the job stays a full batch
+            else:
+                batches.append(current)
+                current = Batch()
         current.entries.append((item, how))
         current.body_bytes += cost
     if current.entries:
@@ -83,7 +94,7 @@ def _travel(item: Item, room: int, can_stage: bool) -> tuple[Optional[str], int]
     if inline <= room:
         return "base64", inline
     if can_stage:
-        return "stage", 2048 + ITEM_OVERHEAD  # a presigned URL
+        return "stage", STAGED_BYTES + ITEM_OVERHEAD
     return None, 0
 
 

@@ -17,6 +17,10 @@ class Summary:
         done: images processed and written by this run.
         failed: ``{"source", "error"}`` for each image that was not.
         skipped: images the manifest already had done (same operations), not sent again.
+        not_attempted: images never sent because the run stopped early (``stopped``); the
+            manifest has no record of them, so running the same command again sends them.
+            ``listed == done + len(failed) + skipped + not_attempted``.
+        stopped: why the run stopped before sending every image ("" when it did not).
         bytes_in: bytes read from files and objects and sent (URL sources: the sizes the worker
             reported fetching).
         bytes_out: bytes of results written.
@@ -28,6 +32,8 @@ class Summary:
     done: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     skipped: int = 0
+    not_attempted: int = 0
+    stopped: str = ""
     bytes_in: int = 0
     bytes_out: int = 0
     wall_s: float = 0.0
@@ -46,20 +52,33 @@ class Summary:
                  f"of {self.listed} images, in {self.wall_s:.1f} s ({self.images_per_s:.1f} images/s)",
                  f"bytes in {self.bytes_in:,}, bytes out {self.bytes_out:,}; results in {self.dest}"]
         lines += [f"failed: {f['source']}: {f['error']}" for f in self.failed]
+        if self.stopped:
+            lines.append(f"STOPPED: {self.stopped}")
+            lines.append(f"{self.not_attempted} images not attempted: run the same command again (when the endpoint "
+                         "is back) for them and the failed ones; what is done is not sent again")
         return "\n".join(lines)
 
 
-class Progress:
-    """A thread-safe progress bar over the images to send, on stderr; ``enabled`` None shows
-    it only on a terminal."""
+#: tqdm's default bar with the rate always in images/s (tqdm's own turns it into s/img below 1/s).
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
-    def __init__(self, total: int, enabled: Optional[bool] = None) -> None:
+
+class Progress:
+    """A thread-safe progress bar over the images to send, on stderr: images ended of
+    ``total``, images/s and the ETA (tqdm's ``img/s`` and ``<remaining``), and how many failed.
+    ``initial_failed`` images failed before anything ran (refused by the packer): counted, not
+    in the rate. ``enabled`` None shows it only on a terminal."""
+
+    def __init__(self, total: int, enabled: Optional[bool] = None, initial_failed: int = 0) -> None:
         from tqdm import tqdm
 
         self._lock = threading.Lock()
-        self._bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True, smoothing=0.1,
-                         disable=(None if enabled is None else not enabled), desc="images")
-        self._failed = 0
+        self._bar = tqdm(total=total, initial=initial_failed, unit="img", file=sys.stderr, dynamic_ncols=True,
+                         smoothing=0.1, disable=(None if enabled is None else not enabled), desc="images",
+                         bar_format=BAR_FORMAT)
+        self._failed = initial_failed
+        if initial_failed:
+            self._bar.set_postfix(failed=initial_failed)
 
     def advance(self, done: int, failed: int) -> None:
         with self._lock:

@@ -17,7 +17,8 @@ from typing import Any, Optional
 import requests
 
 from gpu_worker.client import manifest as manifests
-from gpu_worker.client.backends import LocalBackend, RemoteBackend
+from gpu_worker.client.backends import RESULT_TOO_LARGE, LocalBackend, RemoteBackend
+from gpu_worker.client.breaker import DEFAULT_THRESHOLD, Breaker
 from gpu_worker.client.packing import Batch, image_field, pack
 from gpu_worker.client.progress import Progress, Summary
 from gpu_worker.client.s3 import ClientError, S3Location, is_s3, make_client, parse_s3
@@ -27,9 +28,15 @@ from gpu_worker.client.spec import JobSpec
 from gpu_worker.client.submit import GaveUp, RetryPolicy, run_with_retries
 from gpu_worker.server.config import RUN_BODY_LIMIT
 
-#: Images per job by default: enough for the worker's chunks (CHUNK_IMAGES, 16) to overlap decode,
-#: operations and encode four times over, and for several images of one shape to stack on a GPU;
-#: far under MAX_BATCH_ITEMS (256). The body limit makes jobs of large files smaller.
+#: Images per job by default. The job is the worker's unit of batching: it goes to the device in
+#: chunks of CHUNK_IMAGES (16), and one chunk's operations overlap the next one's decode and the
+#: last one's encode, so a job of one chunk has nothing to overlap; 64 is four chunks, and images of
+#: one shape stack into one kernel call per chunk on a GPU. On the GPU the reference job runs
+#: faster per image in 64-image jobs than in 16-image ones (BENCHMARKS.md, "CUDA"; larger jobs
+#: not measured there). Larger jobs cost more when a try fails (the whole job runs again), spread
+#: over fewer workers, and return more results at once (past UPLOAD_THRESHOLD_BYTES a worker
+#: without a bucket fails the job, which the client then runs in halves); MAX_BATCH_ITEMS (256)
+#: is the worker's cap. The run body limit makes jobs of large files smaller unless --stage is given.
 DEFAULT_BATCH = 64
 #: Jobs in flight at once by default.
 DEFAULT_CONCURRENCY = 4
@@ -41,7 +48,9 @@ class Options:
 
     ``endpoint``/``api_key``/``base_url`` select a RunPod(-API) endpoint, ``local`` the handler
     in-process. ``stage`` is an ``s3://`` prefix the worker can read, for files too large to send
-    inline. ``max_body`` is the ``run`` body limit in bytes (RunPod's 10 MiB)."""
+    inline. ``max_body`` is the ``run`` body limit in bytes (RunPod's 10 MiB). ``give_up_after``
+    jobs in a row failing the same transient way stop the run (:mod:`gpu_worker.client.breaker`;
+    0: never)."""
 
     sources: list[str]
     spec: JobSpec
@@ -59,12 +68,15 @@ class Options:
     stage: Optional[str] = None
     max_body: int = RUN_BODY_LIMIT
     progress: Optional[bool] = None
+    give_up_after: int = DEFAULT_THRESHOLD
 
 
 def process(options: Options, stop: Optional[threading.Event] = None) -> Summary:
     """Run ``options``; returns the summary. ClientError (before anything is sent) for bad
     arguments or sources. ``stop`` set (or Ctrl-C) ends the run early: no new jobs are sent,
-    jobs in flight are cancelled, what was written stays recorded."""
+    jobs in flight are cancelled, what was written stays recorded. When the endpoint looks down
+    (the breaker) no new jobs are sent either; jobs in flight end (without further tries) and
+    the summary's ``stopped`` says why. Images never sent are counted in ``not_attempted``."""
     started = time.monotonic()
     stop = stop or threading.Event()
     _check_options(options)
@@ -85,14 +97,22 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
     backend = (LocalBackend() if options.local else
                RemoteBackend(options.endpoint, options.api_key, options.base_url, options.job_timeout_s,
                              options.poll_s, poll_backoff_s=options.retry.backoff_s, stop=stop))
-    progress = Progress(len(todo), options.progress)
-    progress.advance(0, len(refused))
+    progress = Progress(len(todo), options.progress, initial_failed=len(refused))
     lock = threading.Lock()
+    halt = threading.Event()  # no new jobs, no further tries: the breaker tripped, or `stop` was set
+    breaker = Breaker(options.give_up_after)
 
     def one(batch: Batch) -> None:
-        if stop.is_set():
+        if halt.is_set() or stop.is_set():
             return
-        result = _run_batch(batch, options, backend, s3, stage, outputs, sink, manifest, stop, progress)
+        result = _run_batch(batch, options, backend, s3, stage, outputs, sink, manifest, halt, progress)
+        if result.transient is not None:
+            if breaker.failed(*result.transient):
+                halt.set()
+                progress.note(f"gpu-worker-client: stopping: {breaker.reason}. No more jobs are sent; "
+                              "run the same command again when the endpoint is back: it does only what is left")
+        elif result.answered:
+            breaker.answered()
         with lock:
             summary.done += result.done
             summary.failed += result.failed
@@ -105,7 +125,9 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
     try:
         queue = iter(batches)
         while True:  # at most `concurrency` jobs queued beyond those running: the rest wait here
-            while len(pending) < 2 * max(1, options.concurrency) and not stop.is_set():
+            if stop.is_set():
+                halt.set()
+            while len(pending) < 2 * max(1, options.concurrency) and not halt.is_set():
                 batch = next(queue, None)
                 if batch is None:
                     break
@@ -117,6 +139,7 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
                 future.result()  # a ClientError (refused key) or a bug ends the run
     except BaseException:
         stop.set()
+        halt.set()
         raise
     finally:
         for future in pending:
@@ -124,20 +147,31 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
         pool.shutdown(wait=True)
         progress.close()
         summary.wall_s = time.monotonic() - started
+    summary.not_attempted = len(todo) - summary.done - len(summary.failed)
+    if breaker.reason:
+        summary.stopped = breaker.reason
+    elif stop.is_set() and summary.not_attempted:
+        summary.stopped = "stopped before the end (Ctrl-C or the caller's stop)"
     return summary
 
 
 @dataclass
 class _BatchResult:
+    """One job's outcome. ``answered``: the endpoint answered the job (done, or refused for its
+    input); ``transient``: (kind, error) when it failed transiently on every try instead."""
+
     done: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     bytes_in: int = 0
     bytes_out: int = 0
+    answered: bool = False
+    transient: Optional[tuple[str, str]] = None
 
 
 def _run_batch(batch: Batch, options: Options, backend: Any, s3: Any, stage: Any, outputs: dict[str, str],
-               sink: Any, manifest: Any, stop: threading.Event, progress: Progress) -> _BatchResult:
-    """Send one job, write its results, record them; never raises for a failed job or image."""
+               sink: Any, manifest: Any, halt: threading.Event, progress: Progress) -> _BatchResult:
+    """Send one job, write its results, record them; never raises for a failed job or image.
+    A set ``halt`` ends the waiting between tries."""
     result = _BatchResult()
     sent: list[tuple[Item, int]] = []
     images = []
@@ -152,22 +186,39 @@ def _run_batch(batch: Batch, options: Options, backend: Any, s3: Any, stage: Any
             continue
         images.append({"image": image})
         sent.append((item, size))
-    if not images:
-        return result
+    if images:
+        _run_job(sent, images, options, backend, outputs, sink, manifest, halt, progress, result)
+    return result
+
+
+def _run_job(sent: list[tuple[Item, int]], images: list[dict[str, Any]], options: Options, backend: Any,
+             outputs: dict[str, str], sink: Any, manifest: Any, halt: threading.Event, progress: Progress,
+             result: _BatchResult) -> None:
+    """Run one job of ``images`` (``sent``: their items and bytes read), write and record its
+    results into ``result``. A job whose results together are too large to come back inline
+    (the worker has no bucket) is run again as two halves, down to single images."""
     job_input = {"images": images, **options.spec.defaults}
-    del images
     try:
-        output = run_with_retries(backend.run, job_input, options.retry, stop,
+        output = run_with_retries(backend.run, job_input, options.retry, halt,
                                   on_retry=lambda n, error: progress.note(f"retry {n} of a job of {len(sent)} "
                                                                           f"images after: {error}"))
     except GaveUp as exc:
+        if not exc.transient and len(sent) > 1 and RESULT_TOO_LARGE in str(exc):
+            half = len(sent) // 2
+            for part in (slice(None, half), slice(half, None)):
+                _run_job(sent[part], images[part], options, backend, outputs, sink, manifest, halt, progress, result)
+            return
         result.failed += [{"source": item.relative, "error": str(exc)} for item, _ in sent]
-        return result
+        if exc.transient and not exc.halted:
+            result.transient = (exc.kind or str(exc), str(exc))
+        result.answered = result.answered or not exc.transient
+        return
+    result.answered = True
     results = output.get("results")
     if not isinstance(results, list) or len(results) != len(sent):
         error = f"the job answered {len(results) if isinstance(results, list) else 'no'} results for {len(sent)} images"
         result.failed += [{"source": item.relative, "error": error} for item, _ in sent]
-        return result
+        return
     records = []
     for (item, size), answer in zip(sent, results):
         try:
@@ -184,7 +235,6 @@ def _run_batch(batch: Batch, options: Options, backend: Any, s3: Any, stage: Any
         result.bytes_in += size
         result.bytes_out += len(data)
     manifest.append(records)
-    return result
 
 
 def _read(item: Item, s3: Any) -> bytes:

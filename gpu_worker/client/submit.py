@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from gpu_worker.client.backends import Permanent, Transient
+from gpu_worker.client.backends import Permanent, Stopped, Transient
 
 
 @dataclass(frozen=True)
@@ -27,31 +27,36 @@ class RetryPolicy:
 
 
 class GaveUp(Exception):
-    """The job failed: permanently, or transiently on every try. ``transient`` says which."""
+    """The job failed: permanently, or transiently on every try. ``transient`` says which;
+    ``kind`` is the last transient failure's :attr:`Transient.kind` (None when permanent);
+    ``halted`` says a set ``stop`` cut the tries short."""
 
-    def __init__(self, message: str, transient: bool) -> None:
+    def __init__(self, message: str, transient: bool, kind: Optional[str] = None, halted: bool = False) -> None:
         super().__init__(message)
-        self.transient = transient
+        self.transient, self.kind, self.halted = transient, kind, halted
 
 
 def run_with_retries(run: Callable[[dict[str, Any]], dict[str, Any]], job_input: dict[str, Any],
                      policy: RetryPolicy, stop: Optional[threading.Event] = None,
                      on_retry: Callable[[int, str], None] = lambda attempt, error: None) -> dict[str, Any]:
     """``run(job_input)``'s output; GaveUp with the last error when no try succeeded. A set
-    ``stop`` ends the waiting between tries (GaveUp, transient)."""
+    ``stop`` ends the waiting between tries (GaveUp, transient, ``halted``)."""
     for attempt in range(policy.retries + 1):
         try:
             return run(job_input)
         except Permanent as exc:
             raise GaveUp(str(exc), transient=False) from None
+        except Stopped as exc:
+            raise GaveUp(f"{exc} (not tried again: the run is stopping)", transient=True, halted=True) from None
         except Transient as exc:
             if attempt == policy.retries:
-                raise GaveUp(f"{exc} (gave up after {attempt + 1} tries)", transient=True) from None
+                raise GaveUp(f"{exc} (gave up after {attempt + 1} tries)", transient=True, kind=exc.kind) from None
             on_retry(attempt + 1, str(exc))
             pause = policy.pause(attempt + 1)
             if stop is not None:
                 if stop.wait(pause):
-                    raise GaveUp(f"{exc} (stopped before trying again)", transient=True) from None
+                    raise GaveUp(f"{exc} (not tried again: the run is stopping)", transient=True, kind=exc.kind,
+                                 halted=True) from None
             else:
                 time.sleep(pause)
     raise AssertionError("unreachable")
