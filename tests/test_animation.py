@@ -19,6 +19,7 @@ import dataclasses
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +230,33 @@ def _apng_claiming(data: bytes, frames: int) -> bytes:
     body = struct.pack(">II", frames, struct.unpack(">I", data[pos + 12 : pos + 16])[0])
     chunk = struct.pack(">I", 8) + b"acTL" + body + struct.pack(">I", zlib.crc32(b"acTL" + body))
     return data[:pos] + chunk + data[pos + 20 :]
+
+
+def test_a_kept_webp_animation_keeps_metadata_and_profile_and_meets_max_bytes():
+    """An animated WebP out carries the source's EXIF (orientation 1), XMP and ICC profile when
+    asked, as a still WebP does, and ``max_bytes`` bisects the quality of the whole animation."""
+    profile = (Path(__file__).parent / "data" / "icc" / "compatibleWithAdobeRGB1998.icc").read_bytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turned
+    exif[0x010F] = "Camera maker"
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    frames = panning_frames(6, (120, 80), "coffee.png")
+    source = write(frames, "WEBP", loop=0, icc_profile=profile, exif=exif.tobytes(), xmp=xmp)
+    output = {"format": "WEBP", "quality": 90, "keep_metadata": True, "icc": "keep"}
+    result = _runner().run({**_job(source, "WEBP"), "output": output})
+    out = _result_bytes(result)
+    assert result["metadata"]["frames"] == 6 and sorted(result["metadata"]["kept_metadata"]) == ["exif", "icc", "xmp"]
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.n_frames == 6
+        assert im.info["icc_profile"] == profile
+        assert im.getexif()[0x010F] == "Camera maker" and im.getexif().get(0x0112, 1) == 1
+        assert b"xmpmeta" in im.info["xmp"]
+
+    unlimited = len(out)
+    budget = unlimited * 2 // 3
+    fitted = _runner().run({**_job(source, "WEBP"), "output": {**output, "max_bytes": budget}})
+    data = _result_bytes(fitted)
+    assert fitted["metadata"]["max_bytes_met"] is True and len(data) <= budget
+    assert fitted["metadata"]["quality"] < 90
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.n_frames == 6 and im.info["icc_profile"] == profile  # the profile counted in the budget

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gpu_worker.codecs.containers import Kept
 from gpu_worker.codecs.decode import apply_orientation
 from gpu_worker.codecs.probe import SourceInfo, open_image
 from gpu_worker.errors import DecodeError, EncodeError, LimitExceeded
@@ -246,7 +247,7 @@ def encode_gif(image: torch.Tensor) -> bytes:
 
 
 def encode_frames(frames: torch.Tensor, format: str, timing: Timing, quality: int = 85, *,
-                  lossless: bool = False) -> bytes:
+                  lossless: bool = False, kept: Optional[Kept] = None) -> bytes:
     """Write a stack of frames as one animated file.
 
     Args:
@@ -255,6 +256,8 @@ def encode_frames(frames: torch.Tensor, format: str, timing: Timing, quality: in
         timing: the source's durations (F of them), loop and disposal (`read_frames`).
         quality: WebP's quality (with ``lossless``, its compression effort); GIF has none.
         lossless: WebP only: every frame stored exactly (the colour under transparent pixels too).
+        kept: WebP only: the EXIF, XMP and ICC profile to write (`gpu_worker.codecs.containers.writable`
+            leaves GIF nothing); None writes none.
 
     Returns:
         The file. GIF: each frame quantized to at most 256 colours by Pillow's writer (median
@@ -297,6 +300,9 @@ def encode_frames(frames: torch.Tensor, format: str, timing: Timing, quality: in
         params["quality"] = quality
         if lossless:
             params.update(lossless=True, exact=True)
+        if kept is not None:
+            params.update({name: value for name, value in (("exif", kept.exif), ("xmp", kept.xmp),
+                                                            ("icc_profile", kept.icc)) if value is not None})
     buf = io.BytesIO()
     try:
         images[0].save(buf, format, **params)

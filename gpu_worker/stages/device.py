@@ -128,11 +128,12 @@ def _encode(group: list[Item], nvjpeg: bool) -> None:
     output = group[0].spec.output
     try:
         if frames.is_stack(group[0]):  # one animated file (never grouped: it is encoded on the host)
-            group[0].encoded, group[0].result = frames.encode(group[0]), None
-            return
-        batch = group[0].result.unsqueeze(0) if len(group) == 1 else torch.stack([i.result for i in group])
+            batch, timing = group[0].result, group[0].timing
+        else:
+            batch = group[0].result.unsqueeze(0) if len(group) == 1 else torch.stack([i.result for i in group])
+            timing = None
         encoded = encode_results(batch, output, [item.info.metadata for item in group], nvjpeg=nvjpeg,
-                                 profiles=[profile_to_keep(item) for item in group])
+                                 profiles=[profile_to_keep(item) for item in group], timing=timing)
     except Exception as exc:  # noqa: BLE001
         fail_all(group, f"encoding {output.format}", exc)
         return

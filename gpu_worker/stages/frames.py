@@ -8,7 +8,8 @@ channels, decoder ``ANIMATION_DECODER``, after the frame and pixel limits). From
 - operations (`flatten`, `gather`): its F frames go to the executor as F images of one shape,
   so on CUDA each operation runs once over them (stacked with other items of that shape and
   plan, as any images are); back come F results of one shape, ``item.result`` ``(F, C, H', W')``;
-- encode (`encode`): one animated file;
+- encode (`gpu_worker.stages.output.encode_results` with its ``timing``): one animated file, with
+  the kept metadata and profile and the size budget as a still image's;
 - analysis (of the source or the result) reads the first frame.
 """
 
@@ -98,13 +99,6 @@ def gather(group: list[Item], ran: Ran, spans: list[slice]) -> Ran:
         outputs.append(error if error is not None else torch.stack(outs))
         stacked.append(max(counts))
     return Ran(outputs, stacked)
-
-
-def encode(item: Item) -> bytes:
-    """The item's stack of results as one animated file of its output format."""
-    out = item.spec.output
-    return animation.encode_frames(item.result, out.format, item.timing, out.quality,
-                                   lossless=bool(getattr(out, "lossless", False)))
 
 
 def metadata(item: Item) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from typing import Any, Optional
 
 import torch
 
-from gpu_worker.codecs import encode
+from gpu_worker.codecs import animation, encode
+from gpu_worker.codecs.animation import Timing
 from gpu_worker.codecs.budget import encode_within
 from gpu_worker.codecs.containers import Kept, writable
 from gpu_worker.codecs.encode import stored_colours
@@ -70,7 +71,8 @@ def kept_profile(profile: Optional[SourceProfile], format: str, channels: int) -
 
 
 def encode_results(batch: torch.Tensor, output: OutputSpec, sources: Sequence[SourceMetadata],
-                   nvjpeg: bool, profiles: Optional[Sequence[Optional[SourceProfile]]] = None) -> list[Encoded]:
+                   nvjpeg: bool, profiles: Optional[Sequence[Optional[SourceProfile]]] = None,
+                   timing: Optional[Timing] = None) -> list[Encoded]:
     """Encode a uint8 ``(B, C, H, W)`` batch as ``output`` says.
 
     Args:
@@ -81,6 +83,8 @@ def encode_results(batch: torch.Tensor, output: OutputSpec, sources: Sequence[So
         profiles: per image, the source's ICC profile to keep (``output.icc`` "keep"; the
             caller decides: `gpu_worker.stages.color.profile_to_keep`), or None; embedded where
             `kept_profile` says.
+        timing: the batch is one kept animation's frames ``(F, C, H, W)`` with these durations,
+            loop and disposal, written as one animated file (one source, one ``sources`` entry).
 
     Returns:
         One `Encoded` per image, in batch order.
@@ -93,8 +97,13 @@ def encode_results(batch: torch.Tensor, output: OutputSpec, sources: Sequence[So
         icc = kept_profile(profile, output.format, batch.shape[1])
         kept.append(writable(output.format, dataclasses.replace(metadata, icc=icc)))
     any_kept = any(kept)
+    if timing is not None:
+        batch = batch.unsqueeze(0)  # one "image": the whole animation
 
     def encode_at(images: torch.Tensor, quality: int, indices: list[int]) -> list[bytes]:
+        if timing is not None:
+            return [animation.encode_frames(images[0], output.format, timing, quality, lossless=output.lossless,
+                                            kept=kept[0])]
         return encode(images, output.format, quality, lossless=output.lossless, nvjpeg=nvjpeg,
                       speed=output.encoder_speed, metadata=[kept[i] for i in indices] if any_kept else None)
 
