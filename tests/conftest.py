@@ -59,3 +59,33 @@ def clean_env(monkeypatch):
         if name.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
             monkeypatch.delenv(name)
     return monkeypatch
+
+
+@pytest.fixture
+def worker(device):
+    """A fresh runtime on ``device`` (own result cache) installed for the handler; the old one
+    restored. Tests that take it run on the CPU, and on CUDA where present."""
+    import dataclasses
+
+    from gpu_worker import runtime as runtime_module
+    from gpu_worker.config import Settings
+
+    previous = runtime_module._runtime
+    runtime = runtime_module.build_runtime(dataclasses.replace(Settings(), gpu_worker_device=str(device)))
+    runtime_module.set_runtime(runtime)
+    yield runtime
+    runtime_module.set_runtime(previous)
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 server on a free loopback port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -21,7 +21,6 @@ import boto3
 import numpy as np
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from client_photos import write_photos
@@ -315,18 +314,6 @@ def json_file(tmp_path: Path, data) -> str:
 
 
 # --- S3 source and destination ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """moto's S3 server on a free loopback port; yields its endpoint URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

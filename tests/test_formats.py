@@ -51,15 +51,6 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-@pytest.fixture
-def worker(device):
-    previous = runtime_module._runtime
-    runtime = build_runtime(dataclasses.replace(Settings(), gpu_worker_device=str(device)))
-    set_runtime(runtime)
-    yield runtime
-    set_runtime(previous)
-
-
 def run(job_input) -> dict:
     return run_sync({"id": "test-job", "input": job_input})
 

@@ -129,17 +129,6 @@ def comparable(expected: Image.Image, got: Image.Image, fmt: str) -> tuple[np.nd
 
 
 
-@pytest.fixture
-def worker(device):
-    """A fresh runtime on ``device`` (own result cache) installed for the handler; the old one
-    restored. Every handler test runs on the CPU, and on CUDA where present."""
-    previous = runtime_module._runtime
-    runtime = build_runtime(dataclasses.replace(Settings(), gpu_worker_device=str(device)))
-    set_runtime(runtime)
-    yield runtime
-    set_runtime(previous)
-
-
 # ---------------------------------------------------------------------------------------------
 # every op, every format
 

@@ -14,7 +14,6 @@ AVIF), alone and with the kept EXIF and XMP, and under ``max_bytes``; the contai
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import re
 import struct
@@ -25,15 +24,12 @@ import torch
 from icc_profiles import D65, P3_PRIMARIES, display_p3, into_profile, matrix_trc_profile, profile, save_tagged
 from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample, to_tensor
 
-import gpu_worker.runtime as runtime_module
 from gpu_worker import color_management
 from gpu_worker.codecs import decode, encode
 from gpu_worker.codecs.containers import CONTAINERS, Kept, embed, writable
 from gpu_worker.codecs.encode import stored_colours
-from gpu_worker.config import Settings
 from gpu_worker.handler import run_sync
 from gpu_worker.operations import apply_reference
-from gpu_worker.runtime import build_runtime, set_runtime
 from kernels.color_table import apply_color_table
 from PIL import ExifTags, Image
 
@@ -43,16 +39,6 @@ SIZE = (97, 61)
 #: Within this many levels of LittleCMS (the project's standard; the table makes it 0 in fact).
 ATOL = 1
 PNG_OUT = {"format": "PNG"}
-
-
-@pytest.fixture
-def worker(device):
-    """A fresh runtime on ``device`` (own result cache), installed for the handler."""
-    previous = runtime_module._runtime
-    runtime = build_runtime(dataclasses.replace(Settings(), gpu_worker_device=str(device)))
-    set_runtime(runtime)
-    yield runtime
-    set_runtime(previous)
 
 
 def b64(data: bytes) -> str:

@@ -14,7 +14,6 @@ import socket
 import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from gpu_worker import upload
@@ -24,18 +23,6 @@ from photos import photo
 BUCKET = "gpu-worker-results"
 SECRET = "moto-secret-key-never-logged"
 FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF"}
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """A moto S3 server on a free loopback port; yields its endpoint URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
