@@ -260,3 +260,21 @@ def test_a_kept_webp_animation_keeps_metadata_and_profile_and_meets_max_bytes():
     assert fitted["metadata"]["quality"] < 90
     with Image.open(io.BytesIO(data)) as im:
         assert im.n_frames == 6 and im.info["icc_profile"] == profile  # the profile counted in the budget
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_frames_counts_what_was_written_when_equal_frames_merge(fmt):
+    """The writers merge a frame equal to the one before it (adding its duration): ``frames``
+    says how many the file holds, and the animation's total duration is kept."""
+    moving = [frame.convert("RGB") for frame in panning_frames(3, (64, 48), "chelsea.png")]
+    first, second = moving[0].copy(), moving[0].copy()  # differ in one pixel, until posterized
+    first.putpixel((0, 0), (101, 101, 101))
+    second.putpixel((0, 0), (100, 100, 100))
+    source = write([first, second, moving[1], moving[2]], "WEBP", loop=0, duration=[100, 100, 100, 100])
+    result = _runner().run(_job(source, fmt, operations=[{"type": "posterize", "params": {"bits": 2}}]))
+    out = _result_bytes(result)
+    with Image.open(io.BytesIO(out)) as im:
+        written = im.n_frames
+    assert result["metadata"]["frames"] == written == 3
+    assert result["metadata"]["source"]["frames"] == 4
+    assert sum(frame_durations(out)) == 400

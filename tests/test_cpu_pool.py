@@ -142,7 +142,7 @@ def test_batch_job_with_the_pool_equals_one_image_at_a_time(restore, monkeypatch
             return call
 
         monkeypatch.setattr(device_stages, "decode_batch", spy("decode", device_stages.decode_batch))
-        monkeypatch.setattr(device_stages, "encode", spy("encode", device_stages.encode))
+        monkeypatch.setattr(device_stages, "encode_results", spy("encode", device_stages.encode_results))
         runtime = build_runtime(settings)
         use_cpu_cores(runtime.settings, runtime.device)
         set_runtime(runtime)

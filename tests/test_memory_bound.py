@@ -28,6 +28,7 @@ from benchmarks.operations import PARAMS
 from gpu_worker.limits import JOB_MEMORY_FACTOR, JOB_MEMORY_SLACK_BYTES
 from gpu_worker.operations import REGISTRY
 from gpu_worker.plan import compile_plan
+from gpu_worker.resources import load_resources
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not os.path.exists("/proc/self/clear_refs"),
                                 reason="measures resident memory through Linux's /proc")
@@ -81,7 +82,7 @@ SHAPES = {"rgb": (3, SIZE[1], SIZE[0]), "rgba": (4, SIZE[1], SIZE[0]), "jpeg6": 
 
 def largest_image_bytes(source: str, job: dict) -> int:
     """Bytes of the largest image the job holds: its source, or a larger step's result."""
-    bound = compile_plan(job.get("operations", [])).bind(SHAPES[source])
+    bound = load_resources(compile_plan(job.get("operations", []))).bind(SHAPES[source])  # (overlay's image)
     return max(c * h * w for c, h, w in [bound.in_shape, *(step.out_shape for step in bound.steps)])
 
 

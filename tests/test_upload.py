@@ -122,10 +122,11 @@ def test_missing_credentials_say_what_to_configure(bucket_env, isolated_env, mon
 
 @pytest.mark.parametrize("name", ["", "   "])
 def test_no_bucket_name_is_refused_never_defaulted(bucket_env, name):
+    before = {b["Name"] for b in bucket_env.list_buckets()["Buckets"]}  # (moto's state is per process)
     with pytest.raises(JobError, match="set BUCKET_NAME"):
         upload.upload_image(encoded("JPEG"), key_prefix="job", extension="jpg", bucket_name=name)
-    # Nothing went to rp_upload's month-year default bucket either.
-    assert [b["Name"] for b in bucket_env.list_buckets()["Buckets"]] == [BUCKET]
+    # Nothing went to rp_upload's month-year default bucket either: no bucket was made.
+    assert BUCKET in before and {b["Name"] for b in bucket_env.list_buckets()["Buckets"]} == before
 
 
 def test_nonexistent_bucket_is_a_clear_job_error(bucket_env):

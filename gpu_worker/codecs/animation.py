@@ -246,6 +246,13 @@ def encode_gif(image: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
+def written_frames(data: bytes) -> int:
+    """How many frames an animated file written by `encode_frames` holds (read from its blocks;
+    no pixel is decoded)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return getattr(im, "n_frames", 1)
+
+
 def encode_frames(frames: torch.Tensor, format: str, timing: Timing, quality: int = 85, *,
                   lossless: bool = False, kept: Optional[Kept] = None) -> bytes:
     """Write a stack of frames as one animated file.

@@ -29,11 +29,12 @@ EncodeAt = Callable[[torch.Tensor, int, list[int]], list[bytes]]
 
 @dataclass(frozen=True)
 class Fitted:
-    """One image's result: its file, the quality it was encoded at, and whether it fits."""
+    """One image's result: its file, the quality it was encoded at, and whether it fits (None:
+    there was no budget)."""
 
     data: bytes
     quality: int
-    met: bool
+    met: Optional[bool]
 
 
 @dataclass

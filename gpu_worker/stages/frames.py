@@ -106,6 +106,6 @@ def metadata(item: Item) -> dict[str, Any]:
     "kept" or "first frame"."""
     if not animation.is_animation(item.info):
         return {"frames": 1}
-    if is_stack(item):
-        return {"frames": item.info.frames, "animation": "kept"}
+    if is_stack(item):  # the frames written (the encoders merge a frame equal to the one before it)
+        return {"frames": item.encoded_meta.get("frames", item.info.frames), "animation": "kept"}
     return {"frames": 1, "animation": "first frame"}

@@ -21,7 +21,7 @@ import torch
 
 from gpu_worker.codecs import animation, encode
 from gpu_worker.codecs.animation import Timing
-from gpu_worker.codecs.budget import encode_within
+from gpu_worker.codecs.budget import Fitted, encode_within
 from gpu_worker.codecs.containers import Kept, writable
 from gpu_worker.codecs.encode import stored_colours
 from gpu_worker.codecs.metadata import SourceMetadata, kept_metadata
@@ -40,6 +40,8 @@ class Encoded:
         budget_met: under ``max_bytes``: whether the file fits; None without a budget.
         kept: what of the source was written into it ("exif", "xmp", "icc").
         speed: the encoder's speed (AVIF); None where the format has none.
+        frames: an animated file's frame count as written (the GIF and WebP writers merge a frame
+            identical to the one before it into that one, adding its duration); None for a still.
     """
 
     data: bytes
@@ -47,6 +49,7 @@ class Encoded:
     budget_met: Optional[bool] = None
     kept: list[str] = field(default_factory=list)
     speed: Optional[int] = None
+    frames: Optional[int] = None
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -56,6 +59,8 @@ class Encoded:
             out["max_bytes_met"] = self.budget_met
         if self.speed is not None:
             out["speed"] = self.speed
+        if self.frames is not None:
+            out["frames"] = self.frames
         return out
 
 
@@ -108,7 +113,9 @@ def encode_results(batch: torch.Tensor, output: OutputSpec, sources: Sequence[So
                       speed=output.encoder_speed, metadata=[kept[i] for i in indices] if any_kept else None)
 
     if output.max_bytes is None:
-        files = encode_at(batch, output.quality, list(range(batch.shape[0])))
-        return [Encoded(data, output.quality, None, k.names(), output.encoder_speed) for data, k in zip(files, kept)]
-    fitted = encode_within(batch, output.quality, output.max_bytes, encode_at)
-    return [Encoded(f.data, f.quality, f.met, k.names(), output.encoder_speed) for f, k in zip(fitted, kept)]
+        fitted = [Fitted(data, output.quality, None)
+                  for data in encode_at(batch, output.quality, list(range(batch.shape[0])))]
+    else:
+        fitted = encode_within(batch, output.quality, output.max_bytes, encode_at)
+    return [Encoded(f.data, f.quality, f.met, k.names(), output.encoder_speed,
+                    animation.written_frames(f.data) if timing is not None else None) for f, k in zip(fitted, kept)]
