@@ -17,7 +17,8 @@ with alpha put back). Where the table is a plain bit operation (``invert``: ``~x
   plus its plane's offset indexes the batch's flat table. Both give the table's value exactly.
 
 ``posterize``, ``solarize`` and ``gamma`` take their parameter as one number for the batch or as
-a ``(B,)`` tensor, one per image (each image then gets its own mask or table, in the same call).
+a ``(B,)`` tensor, one per image (each image then gets its own mask or table, in the same call);
+``autocontrast`` its ``cutoff`` as a ``(B, 2)`` tensor of ``(low, high)`` per image.
 
 ``pixelate`` is Pillow's BOX resize to ``(h // size, w // size)`` (premultiplied alpha, as
 Pillow's ``resize``; BOX weights from ``kernels.resize_weights``, each output pixel the sum of a
@@ -425,9 +426,10 @@ def _luma_histograms(images: torch.Tensor) -> torch.Tensor:
     return counts
 
 
-def autocontrast_luts(hists: torch.Tensor, cut_low: int, cut_high: int) -> torch.Tensor:
+def autocontrast_luts(hists: torch.Tensor, cut_low: int | torch.Tensor, cut_high: int | torch.Tensor) -> torch.Tensor:
     """``ImageOps.autocontrast``'s table of each histogram, on the device: uint8 ``(..., 256)``
-    from int64 ``(..., 256)``, after cutting ``cut_low`` and ``cut_high`` pixels off the ends.
+    from int64 ``(..., 256)``, after cutting ``cut_low`` and ``cut_high`` pixels off the ends
+    (ints, or int64 tensors that broadcast against ``(..., 1)``: one cut per histogram).
 
     Pillow's cut loops as closed forms: the low cut leaves ``min(h, max(0, cumsum(h) - cut))``
     per level, the high cut the same from the top on what is left. Then ``lo``/``hi`` are the
@@ -456,15 +458,21 @@ def autocontrast(images: torch.Tensor, cutoff: float | Sequence[float] = 0,
     """``ImageOps.autocontrast(im, cutoff, preserve_tone=...)`` of each image; alpha passed through.
 
     ``cutoff``: the percentage of pixels cut from each end of the histogram (0..49), or
-    ``(low, high)``. Without ``preserve_tone`` each colour channel is stretched by its own
-    histogram; with it every channel by the histogram of the image's ``convert("L")``.
+    ``(low, high)``, or a ``(B, 2)`` tensor of ``(low, high)``, one row per image. Without
+    ``preserve_tone`` each colour channel is stretched by its own histogram; with it every channel
+    by the histogram of the image's ``convert("L")``.
 
     >>> autocontrast(torch.tensor([[[[50, 100, 150]]]], dtype=torch.uint8)).flatten().tolist()
     [0, 127, 255]
     """
     check_images(images)
-    _, _, h, w = images.shape
-    cut_low, cut_high = autocontrast_cuts(h * w, cutoff)
+    b, _, h, w = images.shape
+    if isinstance(cutoff, torch.Tensor):  # each image's cuts, with the same Python arithmetic
+        cuts = [autocontrast_cuts(h * w, tuple(row)) for row in per_image("cutoff", cutoff, b, 2).tolist()]
+        cuts_tensor = torch.tensor(cuts, dtype=torch.int64).view(b, 2, 1, 1).to(images.device, non_blocking=True)
+        cut_low, cut_high = cuts_tensor[:, 0], cuts_tensor[:, 1]
+    else:
+        cut_low, cut_high = autocontrast_cuts(h * w, cutoff)
     if preserve_tone:
         luts = autocontrast_luts(_luma_histograms(images), cut_low, cut_high)
         luts = luts.expand(-1, color_channels(images).shape[1], 256)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -80,7 +81,7 @@ def test_the_stack_key_ignores_per_sample_values_only():
 
 
 def test_per_sample_declarations_name_parameters_and_bind_to_per_sample_steps():
-    assert {"adjust", "crop", "gamma", "posterize", "solarize"} <= set(PER_SAMPLE_OPS)
+    assert {"adjust", "autocontrast", "crop", "gamma", "posterize", "solarize"} <= set(PER_SAMPLE_OPS)
     for name in ("gaussian_blur", "box_blur", "resize", "rank_filter", "trim"):
         assert not REGISTRY[name].per_sample, f"{name}'s kernel shapes depend on its parameters"
     for name in PER_SAMPLE_OPS:
@@ -234,11 +235,13 @@ def test_tone_and_adjust_kernels_take_one_value_per_image(device, size):
         (kernels.adjust, "saturation", [1.1, 0.0, 3.7]),
         (kernels.adjust, "sharpness", [2.0, 0.3, 1.0]),
         (kernels.adjust, "contrast", [0.5, 1.0, 2.5]),
+        (kernels.autocontrast, "cutoff", [(0.0, 0.0), (2.5, 2.5), (1.0, 10.0)]),
+        (functools.partial(kernels.autocontrast, preserve_tone=True), "cutoff", [(5.0, 5.0), (0.0, 0.0), (49, 1)]),
     ]
     for fn, name, values in cases:
         per_image = fn(batch, **{name: torch.tensor(values)})
         for i, value in enumerate(values):
-            assert torch.equal(per_image[i], fn(batch[i : i + 1], **{name: value})[0]), (fn.__name__, name, value)
+            assert torch.equal(per_image[i], fn(batch[i : i + 1], **{name: value})[0]), (fn, name, value)
 
 
 def test_crop_takes_one_box_per_image(device):
