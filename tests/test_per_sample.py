@@ -81,7 +81,7 @@ def test_the_stack_key_ignores_per_sample_values_only():
 
 
 def test_per_sample_declarations_name_parameters_and_bind_to_per_sample_steps():
-    assert {"adjust", "autocontrast", "crop", "gamma", "posterize", "solarize"} <= set(PER_SAMPLE_OPS)
+    assert {"adjust", "autocontrast", "crop", "gamma", "posterize", "solarize", "unsharp_mask"} <= set(PER_SAMPLE_OPS)
     for name in ("gaussian_blur", "box_blur", "resize", "rank_filter", "trim"):
         assert not REGISTRY[name].per_sample, f"{name}'s kernel shapes depend on its parameters"
     for name in PER_SAMPLE_OPS:
@@ -237,6 +237,8 @@ def test_tone_and_adjust_kernels_take_one_value_per_image(device, size):
         (kernels.adjust, "contrast", [0.5, 1.0, 2.5]),
         (kernels.autocontrast, "cutoff", [(0.0, 0.0), (2.5, 2.5), (1.0, 10.0)]),
         (functools.partial(kernels.autocontrast, preserve_tone=True), "cutoff", [(5.0, 5.0), (0.0, 0.0), (49, 1)]),
+        (kernels.unsharp_mask, "percent", [150, 0, 1000]),
+        (kernels.unsharp_mask, "threshold", [3, 0, 255]),
     ]
     for fn, name, values in cases:
         per_image = fn(batch, **{name: torch.tensor(values)})
