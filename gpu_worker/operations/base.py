@@ -63,7 +63,8 @@ class PerSample:
     Attributes:
         kernel: the batched kernel (a module-level function: steps are merged only when their
             kernels are equal).
-        fixed: keyword arguments the stack shares, as ``(name, value)`` pairs (compared by ``==``).
+        fixed: keyword arguments the stack shares, as ``(name, value)`` pairs (hashable: compared
+            by ``==`` and hashed into the cross-job batcher's bucket keys).
         values: this image's per-sample keyword arguments, as ``(name, value)`` pairs.
     """
 
