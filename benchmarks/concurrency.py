@@ -1,6 +1,6 @@
 """A burst of single-image jobs through the real worker loop against the same jobs in-process.
 
-``python -m benchmarks.concurrency [--jobs 48] [--concurrency 1,4,16,64] [--device cpu]``
+``python -m benchmarks.concurrency [--jobs 48] [--concurrency 1,4,16,64] [--device cpu] [--vary-params]``
 
 * **Through the loop**: ``python -m gpu_worker`` (the RunPod SDK's job loop, with
   gpu_worker.sdk_patches installed) against the fake RunPod job queue of the tests
@@ -14,6 +14,13 @@
 Each job is the tutorial client's: one 1080p JPEG (base64), resize to 800 wide, sharpen,
 brightness 1.1 and contrast 1.2, JPEG q85; the result cache is off. The ratio loop/in-process is
 what the SDK's loop costs a RunPod user.
+
+``--vary-params`` gives each job its own brightness and contrast (:func:`varied_operations`), as
+users' jobs have: plans that differ only in per-sample parameters still stack
+(gpu_worker.per_sample), so ``max stacked`` and ``mean stacked`` (the images in the kernel call
+that made each result, from each job's ``stacked`` metadata) show what the cross-job batcher found
+to stack. On the CPU the images of a stack still run one by one; the time stacking saves shows on
+CUDA only (``--device cuda``).
 
 At each concurrency both are set up first, then their bursts run in turns (loop, in-process,
 loop, ...) ``--repeats`` times (default 3), and the fastest of each counts: on a shared machine
@@ -55,14 +62,23 @@ CONCURRENCIES = (1, 4, 16, 64)
 _MARK = "BENCH "
 
 
-def make_jobs(count: int, output: dict | None = None, operations: list | None = None) -> list[dict]:
-    """``count`` job inputs, each one distinct 1080p JPEG from benchmarks.images."""
+def varied_operations(index: int) -> list[dict]:
+    """:data:`OPERATIONS` with job ``index``'s own brightness and contrast (no two of 48 equal)."""
+    adjust = {"brightness": round(1.0 + 0.01 * (index % 24), 2), "contrast": round(1.1 + 0.1 * (index // 24), 2)}
+    return [*OPERATIONS[:-1], {"type": "adjust", "params": adjust}]
+
+
+def make_jobs(count: int, output: dict | None = None, operations: list | None = None,
+              vary_params: bool = False) -> list[dict]:
+    """``count`` job inputs, each one distinct 1080p JPEG from benchmarks.images; with
+    ``vary_params`` each with its own adjust factors (:func:`varied_operations`)."""
     from benchmarks.images import jpegs
 
     output = output or {"format": "JPEG", "quality": 85}
     operations = OPERATIONS if operations is None else operations
-    return [{"image": {"base64": base64.b64encode(data).decode("ascii")}, "operations": operations,
-             "output": output} for data in jpegs(count)]
+    return [{"image": {"base64": base64.b64encode(data).decode("ascii")},
+             "operations": varied_operations(i) if vary_params else operations,
+             "output": output} for i, data in enumerate(jpegs(count))]
 
 
 def worker_env(concurrency: int, device: str) -> dict[str, str]:
@@ -140,6 +156,7 @@ def _measures(concurrency: int, outputs: list[dict], seconds: float) -> dict:
         "jobs_per_s": round(len(outputs) / seconds, 2),
         "mean_ops_ms": round(sum(o["metadata"]["timings_ms"]["ops"] for o in outputs) / len(outputs), 1),
         "max_stacked": max(stacked),
+        "mean_stacked": round(sum(stacked) / len(stacked), 2),
         "result_bytes": max(len(o.get("processed_image", "")) for o in outputs),
     }
 
@@ -216,11 +233,12 @@ def _in_process_child(jobs_file: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- the runs
-def sweep(concurrencies: list[int], count: int, device: str, tmp: Path, repeats: int) -> list[dict]:
+def sweep(concurrencies: list[int], count: int, device: str, tmp: Path, repeats: int,
+          vary_params: bool = False) -> list[dict]:
     """Loop and in-process at each concurrency: both set up, then their bursts in turns (loop,
     in-process, loop, ...), so that both meet the same load from other processes; the fastest
     of ``repeats`` bursts of each counts."""
-    jobs = make_jobs(count)
+    jobs = make_jobs(count, vary_params=vary_params)
     jobs_file = tmp / "jobs.json"
     jobs_file.write_text(json.dumps(jobs))
     rows = []
@@ -258,11 +276,11 @@ def post_check(concurrency: int, count: int, delay_s: float, device: str, tmp: P
 
 def print_report(report: dict) -> None:
     print(f"\n{'MAX_CONCURRENCY':>16} {'loop jobs/s':>12} {'in-process jobs/s':>18} {'ratio':>6} "
-          f"{'median pair':>12} {'job-takes':>10} {'max stacked':>12}")
+          f"{'median pair':>12} {'job-takes':>10} {'max stacked':>12} {'mean stacked':>13}")
     for row in report["sweep"]:
         print(f"{row['concurrency']:>16} {row['loop']['jobs_per_s']:>12.2f} {row['in_process']['jobs_per_s']:>18.2f} "
               f"{row['ratio']:>6.2f} {row['median_pair_ratio']:>12.2f} {row['loop']['job_takes']:>10} "
-              f"{row['loop']['max_stacked']:>12}")
+              f"{row['loop']['max_stacked']:>12} {row['loop']['mean_stacked']:>13}")
     print("(jobs/s: the fastest burst of each; ratio: of those; median pair: the median of the ratios "
           "of bursts run one after the other)")
     for row in report["sweep"]:
@@ -286,8 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="bursts per measurement; the fastest counts")
     parser.add_argument("--post-check", action="store_true", help="also measure slow result posts")
+    parser.add_argument("--vary-params", action="store_true",
+                        help="each job its own brightness and contrast (they still stack: gpu_worker.per_sample)")
     parser.add_argument("--post-delay", type=float, default=1.0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "concurrency.json"))
+    parser.add_argument("--out", help="default: benchmarks/results/concurrency[-vary-params].json")
     parser.add_argument("--in-process-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.in_process_child:
@@ -296,17 +316,19 @@ def main(argv: list[str] | None = None) -> int:
 
     load = os.getloadavg()[0]
     report = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": f"{os.cpu_count()} cores",
-              "device": args.device, "load_before": round(load, 2)}
+              "device": args.device, "vary_params": args.vary_params, "load_before": round(load, 2)}
     with tempfile.TemporaryDirectory() as tmp:
         report["sweep"] = sweep([int(c) for c in args.concurrency.split(",")], args.jobs, args.device, Path(tmp),
-                                args.repeats)
+                                args.repeats, args.vary_params)
         if args.post_check:
             report["post_check"] = post_check(4, 8, args.post_delay, args.device, Path(tmp), args.repeats)
     report["load_after"] = round(os.getloadavg()[0], 2)
     print_report(report)
     print(f"load average (1 min) before {report['load_before']}, after {report['load_after']} on {report['machine']}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    out = Path(args.out or REPO / "benchmarks" / "results" /
+               ("concurrency-vary-params.json" if args.vary_params else "concurrency.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -12,6 +12,9 @@
 #   chunks      the 64-image reference job at CHUNK_IMAGES 0, 8, 16, 32 (decode overlapping the rest)
 #   coldstart   a fresh worker's time to take jobs and its first jobs, CUDA_COMPILE 0, 1 and 2
 #   bench       benchmarks.run on CUDA next to the CPU peers (BENCH_ARGS, default: --device auto)
+#   vary        48 single-image jobs at MAX_CONCURRENCY 32 through the loop on CUDA, the same operations for
+#               all and then each job its own brightness/contrast (--vary-params): jobs/s and images
+#               per kernel call (max/mean stacked) with per-sample stacking (not in the default list)
 #   rest        the rest of the suite on this machine's torch (torch 2.11 there, 2.14 in our pins)
 #
 # On the H100 machine of 2026-11-22 (10-minute calls): "install info cuda-tests compare profile"
@@ -71,6 +74,9 @@ except Exception as e: print(\"TorchScript fails:\", type(e).__name__, e)'" ;;
             coldstart) stage coldstart "${COLDSTART_S:-200}" "$PY" -m benchmarks.cold_start --device cuda ;;
             bench) stage "bench${BENCH_TAG:-}" "${BENCH_S:-560}" "$PY" -m benchmarks.run ${BENCH_ARGS:---device auto} \
                        --out "$OUT/bench${BENCH_TAG:-}" ;;
+            vary) stage vary "${VARY_S:-400}" bash -c "$PY -m benchmarks.concurrency --device cuda --concurrency 32 \
+                      --repeats 2 --out $OUT/concurrency-same.json && $PY -m benchmarks.concurrency --device cuda \
+                      --concurrency 32 --repeats 2 --vary-params --out $OUT/concurrency-vary-params.json" ;;
             rest) stage rest "${REST_S:-300}" "$PY" -m pytest -v -m "not cuda" --timeout 120 "${NOT_CARRIED[@]}" ;;
             *) echo "unknown stage $s" >&2; exit 2 ;;
         esac

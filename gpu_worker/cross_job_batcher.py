@@ -2,9 +2,11 @@
 
 Each job runs on its own thread and calls its executor as ``executor(plan, images) -> Ran``.
 :class:`CrossJobBatcher` is such an executor. It sorts every call's images into *buckets* of
-compatible work: same ``plan.key``, same shape ``(C, H, W)``, same device. Work in one bucket is
-stacked into a ``(B, C, H, W)`` tensor and run once, whichever job each image came from — the
-dynamic batching of inference servers, applied to images.
+compatible work: same shape ``(C, H, W)``, same device, and plans that are equal or differ only in
+per-sample parameters whose steps line up (:func:`gpu_worker.per_sample.signature`: brightness 1.1
+and 1.2). Work in one bucket is stacked into a ``(B, C, H, W)`` tensor and run once, whichever job
+each image came from, each image with its own values — the dynamic batching of inference servers,
+applied to images.
 
 Leader/follower, no background thread: the first caller to find a bucket with queued images and
 no leader becomes its leader. The leader waits until the oldest queued image has waited
@@ -25,15 +27,18 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Optional, Sequence
+from typing import Hashable, Optional, Sequence
 
 import torch
 
-from gpu_worker.stacking import Ran, run_images
+from gpu_worker import per_sample
+from gpu_worker.errors import JobError
 from gpu_worker.plan import Plan
+from gpu_worker.stacking import Ran, run_images
 
-#: A bucket's identity: plan key, image shape (C, H, W), device.
-BucketKey = tuple[str, tuple[int, ...], torch.device]
+#: A bucket's identity: what the plans must share to stack (their per_sample.signature at the
+#: shape, or the plan's key when it does not bind there), image shape (C, H, W), device.
+BucketKey = tuple[Hashable, tuple[int, ...], torch.device]
 
 
 class _Call:
@@ -52,22 +57,21 @@ class _Call:
 
 
 class _Entry:
-    """One queued image: whose it is, its position in that call, and when it was queued."""
+    """One queued image: whose it is, its position in that call, its plan, and when it was queued."""
 
-    __slots__ = ("call", "index", "image", "queued_s")
+    __slots__ = ("call", "index", "image", "plan", "queued_s")
 
-    def __init__(self, call: _Call, index: int, image: torch.Tensor, queued_s: float):
-        self.call, self.index, self.image, self.queued_s = call, index, image, queued_s
+    def __init__(self, call: _Call, index: int, image: torch.Tensor, plan: Plan, queued_s: float):
+        self.call, self.index, self.image, self.plan, self.queued_s = call, index, image, plan, queued_s
 
 
 class _Bucket:
     """Queued images that may share one kernel call, and whether a leader is collecting them."""
 
-    __slots__ = ("key", "plan", "shape", "capacity", "entries", "led", "filled")
+    __slots__ = ("key", "shape", "capacity", "entries", "led", "filled")
 
-    def __init__(self, key: BucketKey, plan: Plan, capacity: int, lock: threading.Lock):
+    def __init__(self, key: BucketKey, capacity: int, lock: threading.Lock):
         self.key = key
-        self.plan = plan  # any plan with this key: equal keys give equal results
         self.shape = key[1]
         self.capacity = capacity  # most images in one kernel call
         self.entries: deque[_Entry] = deque()  # FIFO by queued_s
@@ -107,8 +111,9 @@ class CrossJobBatcher:
 
     # --- the executor call ------------------------------------------------------------------
 
-    def __call__(self, plan: Plan, images: Sequence[torch.Tensor]) -> Ran:
-        """Run ``plan`` on uint8 ``(C, H, W)`` images, stacked with compatible concurrent work.
+    def __call__(self, plan: Plan | Sequence[Plan], images: Sequence[torch.Tensor]) -> Ran:
+        """Run ``plan`` (one for every image, or one per image) on uint8 ``(C, H, W)`` images,
+        stacked with compatible concurrent work.
 
         Returns one output per image, in order (a JobError for an image refused for its size
         after a data-dependent step: gpu_worker.stacking), and the number of images in the kernel
@@ -118,13 +123,16 @@ class CrossJobBatcher:
         for index, image in enumerate(images):
             if image.ndim != 3:
                 raise ValueError(f"images[{index}]: expected a (C, H, W) tensor, got shape {tuple(image.shape)}")
+        plans = [plan] * len(images) if isinstance(plan, Plan) else list(plan)
+        if len(plans) != len(images):
+            raise ValueError(f"{len(plans)} plans for {len(images)} images")
         if not images:
             return Ran([], [])
-        plan_key = plan.key  # computed (once per plan) outside the lock
+        keys = [_stack_key(p, image) for p, image in zip(plans, images)]  # binds (cached): outside the lock
         with self._lock:
             call = _Call(len(images), threading.Condition(self._lock))
             self._stats["requests"] += 1
-            self._enqueue(call, plan, plan_key, images)
+            self._enqueue(call, plans, keys, images)
         try:
             while True:
                 with self._lock:
@@ -163,15 +171,13 @@ class CrossJobBatcher:
             return sys.maxsize
         return max(1, self.max_pixels // max(1, shape[1] * shape[2]))
 
-    def _enqueue(self, call: _Call, plan: Plan, plan_key: str, images: list[torch.Tensor]) -> None:
+    def _enqueue(self, call: _Call, plans: list[Plan], keys: list[BucketKey], images: list[torch.Tensor]) -> None:
         now = time.monotonic()  # read under the lock so each bucket's queue stays in time order
-        for index, image in enumerate(images):
-            shape = tuple(int(v) for v in image.shape)
-            key: BucketKey = (plan_key, shape, image.device)
+        for index, (image, plan, key) in enumerate(zip(images, plans, keys)):
             bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = self._buckets[key] = _Bucket(key, plan, self._capacity(shape), self._lock)
-            bucket.entries.append(_Entry(call, index, image, now))
+                bucket = self._buckets[key] = _Bucket(key, self._capacity(key[1]), self._lock)
+            bucket.entries.append(_Entry(call, index, image, plan, now))
             call.buckets[key] = bucket
             call.queued[key] = call.queued.get(key, 0) + 1
         for bucket in call.buckets.values():
@@ -226,7 +232,8 @@ class CrossJobBatcher:
         error: Optional[BaseException] = None
         try:
             images = [entry.image for entry in batch]
-            outputs = run_images(bucket.plan.bind(bucket.shape), images)
+            bound = per_sample.merge([entry.plan.bind(bucket.shape) for entry in batch])
+            outputs = run_images(bound, images)
         except BaseException as exc:  # noqa: BLE001 - every caller in the batch must hear of it
             error = exc
         callers = {entry.call for entry in batch}
@@ -261,3 +268,13 @@ class CrossJobBatcher:
                     bucket.filled.notify()  # its leader re-checks: the queue may now be empty
                 elif not bucket.entries and self._buckets.get(key) is bucket:
                     del self._buckets[key]
+
+
+def _stack_key(plan: Plan, image: torch.Tensor) -> BucketKey:
+    """The bucket of ``image`` under ``plan``: plans whose bound steps line up share it."""
+    shape = tuple(int(v) for v in image.shape)
+    try:
+        stack: Hashable = per_sample.signature(plan, plan.bind(shape))
+    except JobError:  # refused for this shape: alone with its equals, where the run raises it
+        stack = ("refused", plan.key)
+    return stack, shape, image.device

@@ -4,9 +4,10 @@ Single-image and batch jobs take the same path: a single job is a batch of one w
 name fields from the input's root (``image.url``), while batch items are named ``images[3]...``.
 Each stage (gpu_worker.stages) works on the items still alive; an item that fails leaves the
 others running, and each stage does its device work for all items at once: on CUDA JPEG decode
-batched (nvjpeg), operations stacked by ``(plan, shape)`` and nvjpeg's JPEG encode batched; on
-the CPU, and for what is encoded on the host, each image alone, several at once on the threads
-of :mod:`gpu_worker.cpu_pool`. Batch jobs go to the device in chunks whose decode, operations
+batched (nvjpeg), operations stacked by ``(plan, shape)`` (plans that differ only in per-sample
+parameters, such as brightness, stack together: gpu_worker.per_sample) and nvjpeg's JPEG encode
+batched; on the CPU, and for what is encoded on the host, each image alone, several at once on
+the threads of :mod:`gpu_worker.cpu_pool`. Batch jobs go to the device in chunks whose decode, operations
 and encode overlap (:mod:`gpu_worker.overlap`); which codec runs where is decided once, by
 :class:`~gpu_worker.stages.policy.DevicePolicy`.
 
@@ -128,7 +129,7 @@ class JobRunner:
 
     def _chunks(self, todo: list[Item]) -> list[list[Item]]:
         return split_into_chunks(
-            todo, stack_key=lambda item: (item.plan.key, item.info.channels, item.info.height, item.info.width),
+            todo, stack_key=lambda item: (item.plan.stack_key, item.info.channels, item.info.height, item.info.width),
             pixels=lambda item: frames.decoded_pixels(item.info), chunk_images=self.settings.chunk_images,
             max_pixels=self.settings.batch_max_pixels)
 

@@ -8,6 +8,10 @@ Bound plans are cached per shape, so a batch of same-shaped images binds once.
 An operation whose output size depends on the pixels (``trim``) ends the bound plan: the
 operations after it bind again to each image's shape once it has run, and the output-pixel limit
 is checked at every bind, those later ones included.
+
+Plans that differ only in per-sample parameters (:attr:`Operation.per_sample`: brightness 1.1 and
+1.2) share a :attr:`Plan.stack_key`; gpu_worker.per_sample merges their bound plans into one that
+runs a stack of such images in one call per step.
 """
 
 from __future__ import annotations
@@ -35,12 +39,20 @@ class BoundPlan:
     largest its results can be, and ``rest`` holds the operations after it, to be bound to each
     result's shape once it has run (:mod:`gpu_worker.stacking` does that, stacking equal shapes
     again). Otherwise ``rest`` is None and ``out_shape`` is the result's shape.
+
+    A plan bound for a stack of images with their own per-sample values
+    (:func:`gpu_worker.per_sample.merge`) holds each image's own bound plan in ``parts``, in
+    stack order: its steps take exactly ``len(parts)`` images, and image i's operations after a
+    data-dependent step are ``parts[i].rest``. ``origins`` gives, for each step, the position in
+    the plan of the operation it comes from.
     """
 
     in_shape: ImageShape
     out_shape: ImageShape
     steps: tuple[Step, ...]
     rest: Optional["Plan"] = None
+    origins: tuple[int, ...] = ()
+    parts: tuple["BoundPlan", ...] = ()
 
     @property
     def shape_known(self) -> bool:
@@ -63,6 +75,9 @@ class BoundPlan:
         """
         if tuple(batch.shape[1:]) != self.in_shape:
             raise ValueError(f"plan was bound to shape {self.in_shape}, got a batch of {tuple(batch.shape[1:])}")
+        if self.parts and batch.shape[0] != len(self.parts):
+            raise ValueError(f"plan was bound to a stack of {len(self.parts)} images with their own parameters, "
+                             f"got a batch of {batch.shape[0]}")
         for step in self.steps if self.rest is None else self.steps[:-1]:
             batch = step.kernel(batch)
         return batch
@@ -82,7 +97,12 @@ class BoundPlan:
         out = self.run_fixed(batch)
         if self.rest is None:
             return out
-        return [self.rest.bind(tuple(piece.shape))(piece.unsqueeze(0))[0] for piece in self.split(out)]
+        return [rest.bind(tuple(piece.shape))(piece.unsqueeze(0))[0]
+                for rest, piece in zip(self.rests(len(out)), self.split(out))]
+
+    def rests(self, count: int) -> list["Plan"]:
+        """The operations after the data-dependent step for each of ``count`` images of a stack."""
+        return [part.rest for part in self.parts] if self.parts else [self.rest] * count
 
 
 class Plan:
@@ -142,6 +162,16 @@ class Plan:
         """Canonical JSON of the operations with defaults filled in: equal keys, equal results."""
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
 
+    @functools.cached_property
+    def stack_key(self) -> str:
+        """:attr:`key` with the value of each per-sample parameter (:attr:`Operation.per_sample`)
+        that is set replaced by ``"*"`` (one left unset stays null): plans that differ only in
+        such values have equal stack keys, and may run as one stack (gpu_worker.per_sample)."""
+        ops = [{"type": op.name, "params": {name: "*" if name in op.per_sample and value is not None else value
+                                            for name, value in params.model_dump().items()}}
+               for op, params in self.ops]
+        return json.dumps(ops, sort_keys=True, separators=(",", ":"))
+
     def to_json(self) -> list[dict[str, Any]]:
         return [{"type": op.name, "params": params.model_dump()} for op, params in self.ops]
 
@@ -152,7 +182,7 @@ class Plan:
         return f"Plan({self.key})"
 
     def _bind_uncached(self, shape: ImageShape) -> BoundPlan:
-        steps = []
+        steps, origins = [], []
         current = shape
         for offset, (op, params) in enumerate(self.ops):
             index = self.first_index + offset
@@ -162,13 +192,17 @@ class Plan:
                 raise InvalidInput(f"operations[{index}] ({op.name}): {exc}") from None
             if step is None:
                 continue
+            if op.per_sample and step.per_sample is None:
+                raise TypeError(f"operation {op.name!r} declares per-sample parameters {op.per_sample} but its bind "
+                                f"returned a Step without per_sample (make it with per_sample_step)")
             self._check_pixels(step.out_shape)
             steps.append(step)
+            origins.append(offset)
             current = step.out_shape
             if step.data_dependent:
                 rest = Plan(self.ops[offset + 1 :], self.max_output_pixels, index + 1)
-                return BoundPlan(shape, current, tuple(steps), rest)
-        return BoundPlan(shape, current, tuple(steps))
+                return BoundPlan(shape, current, tuple(steps), rest, tuple(origins))
+        return BoundPlan(shape, current, tuple(steps), origins=tuple(origins))
 
     def _check_pixels(self, shape: ImageShape) -> None:
         pixels = shape[1] * shape[2]

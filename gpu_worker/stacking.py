@@ -9,6 +9,10 @@ After a data-dependent step (``trim``: gpu_worker.plan) each image has a size of
 operations after it bind again per resulting shape (the output-pixel limit checked there), and
 images whose results share a shape are stacked again. An image whose later operations are refused
 for its new shape gets that error as its result; the others go on.
+
+Images may each have their own plan: those whose plans differ only in per-sample parameters
+(brightness 1.1 and 1.2) stack together, each per-sample step one call with every image's own
+values (gpu_worker.per_sample); the CPU runs each image with its own plan.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence, Union
 
 import torch
 
+from gpu_worker import per_sample
 from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import JobError
 from gpu_worker.plan import BoundPlan, Plan
@@ -66,7 +71,8 @@ def run_stack(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
     image's intermediates stay in cache from op to op (faster than stacked: BENCHMARKS.md).
     """
     if batch.device.type == "cpu" and batch.shape[0] > 1:
-        return torch.cat([bound.run_fixed(image) for image in batch.split(1)])
+        return torch.cat([own.run_fixed(image) for own, image in zip(per_sample.each(bound, len(batch)),
+                                                                         batch.split(1))])
     result = _unless_oom(lambda: bound.run_fixed(batch))
     if result is not None:
         return result
@@ -79,14 +85,15 @@ def run_stack(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
     start = 0
     while start < count:
         piece = batch[start : start + size]
-        result = _unless_oom(lambda: bound.run_fixed(piece))
+        piece_plan = per_sample.part(bound, start, start + len(piece))
+        result = _unless_oom(lambda: piece_plan.run_fixed(piece))
         if result is None and size > 1:
             size //= 2
             log.warning("CUDA out of memory on a piece of %d: pieces of %d from image %d on", len(piece), size, start)
             continue
         if result is None:
             log.warning("CUDA out of memory on one %s image: running it on the CPU", tuple(piece.shape[1:]))
-            result = bound.run_fixed(piece.cpu())
+            result = piece_plan.run_fixed(piece.cpu())
         out[start : start + len(piece)] = result
         start += len(piece)
         del result
@@ -139,10 +146,11 @@ def run_images(bound: BoundPlan, images: Sequence[torch.Tensor],
     """
     if images[0].device.type != "cpu":
         return run_stacked(bound, images, max_batch_pixels)
+    own = per_sample.each(bound, len(images))  # each image's own plan: its values as numbers
     if bound.rest is None:
-        return map_images(lambda image: bound.run_fixed(image.unsqueeze(0))[0], images)
-    pieces = map_images(lambda image: bound.split(bound.run_fixed(image.unsqueeze(0)))[0], images)
-    return run_plan_counted(bound.rest, pieces, max_batch_pixels).outputs
+        return map_images(lambda i: own[i].run_fixed(images[i].unsqueeze(0))[0], range(len(images)))
+    pieces = map_images(lambda i: own[i].split(own[i].run_fixed(images[i].unsqueeze(0)))[0], range(len(images)))
+    return run_plan_counted(bound.rests(len(images)), pieces, max_batch_pixels).outputs
 
 
 def run_stacked(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None) -> list[Outcome]:
@@ -153,7 +161,7 @@ def run_stacked(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixe
     out = run_stack(bound, stack)
     if bound.rest is None:
         return list(out.unbind(0))
-    return run_plan_counted(bound.rest, _split(bound, out), max_batch_pixels).outputs
+    return run_plan_counted(bound.rests(len(images)), _split(bound, out), max_batch_pixels).outputs
 
 
 def _split(bound: BoundPlan, stack: torch.Tensor) -> list[torch.Tensor]:
@@ -163,33 +171,42 @@ def _split(bound: BoundPlan, stack: torch.Tensor) -> list[torch.Tensor]:
     if pieces is not None:
         return pieces
     log.warning("CUDA out of memory in %s on a stack of %d: image by image", bound.steps[-1].name, len(stack))
-    return [bound.split(image)[0] for image in stack.split(1)]
+    return [per_sample.part(bound, i, i + 1).split(image)[0] for i, image in enumerate(stack.split(1))]
 
 
-def run_plan_counted(plan: Plan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None) -> Ran:
+def run_plan_counted(plan: Plan | Sequence[Plan], images: Sequence[torch.Tensor],
+                     max_batch_pixels: int | None = None) -> Ran:
     """Run ``plan`` on images ``(C, H, W)`` uint8 (all on one device), batched by shape.
+
+    ``plan`` is one plan for every image, or one per image: images whose plans differ only in
+    per-sample parameters stack together (gpu_worker.per_sample).
 
     Returns one uint8 ``(C', H', W')`` tensor per input, in input order, on the input's device
     (each a view into its batch's output), and the size of the stack each one ran in. A shape the
     plan cannot bind (a JobError: a crop box outside the image, over the output-pixel limit) gives
     that error as the output of each image of that shape.
     """
+    plans = [plan] * len(images) if isinstance(plan, Plan) else list(plan)
+    if len(plans) != len(images):
+        raise ValueError(f"{len(plans)} plans for {len(images)} images")
     outputs: list[Outcome | None] = [None] * len(images)
     stacked = [0] * len(images)
     for shape, indices in group_by_shape(images).items():
-        try:
-            bound = plan.bind(shape)
-        except JobError as exc:
-            for i in indices:
-                outputs[i], stacked[i] = exc, 1
-            continue
-        for chunk in chunks(indices, shape[1] * shape[2], max_batch_pixels):
-            for i, image in zip(chunk, run_images(bound, [images[i] for i in chunk], max_batch_pixels)):
-                outputs[i], stacked[i] = image, len(chunk)
+        for members, bounds in per_sample.stackable(plans, indices, shape):
+            if isinstance(bounds, JobError):
+                for i in members:
+                    outputs[i], stacked[i] = bounds, 1
+                continue
+            own = dict(zip(members, bounds))
+            for chunk in chunks(members, shape[1] * shape[2], max_batch_pixels):
+                bound = per_sample.merge([own[i] for i in chunk])
+                for i, image in zip(chunk, run_images(bound, [images[i] for i in chunk], max_batch_pixels)):
+                    outputs[i], stacked[i] = image, len(chunk)
     return Ran(outputs, stacked)  # type: ignore[arg-type]
 
 
-def run_plan(plan: Plan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None) -> list[torch.Tensor]:
+def run_plan(plan: Plan | Sequence[Plan], images: Sequence[torch.Tensor],
+             max_batch_pixels: int | None = None) -> list[torch.Tensor]:
     """:func:`run_plan_counted` without the stack sizes; raises the first image's error, if any."""
     outputs = run_plan_counted(plan, images, max_batch_pixels).outputs
     for out in outputs:

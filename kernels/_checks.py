@@ -33,3 +33,13 @@ def has_alpha(images: torch.Tensor) -> bool:
 def color_channels(images: torch.Tensor) -> torch.Tensor:
     """The colour planes of a batch: all channels but alpha, as a view."""
     return images[:, :-1] if has_alpha(images) else images
+
+
+def per_image(name: str, values: torch.Tensor, count: int, width: int | None = None) -> torch.Tensor:
+    """Check a per-image argument: a tensor ``(count,)`` (``width`` None) or ``(count, width)``,
+    of numbers, row i for image i; returns it. Raise naming ``name`` otherwise."""
+    shape = (count,) if width is None else (count, width)
+    if values.dtype == torch.bool or values.is_complex() or tuple(values.shape) != shape:
+        raise ValueError(f"{name} per image must be a real tensor of shape {shape} (one row per image), "
+                         f"got {values.dtype} {tuple(values.shape)}")
+    return values

@@ -33,7 +33,7 @@ import math
 import numpy as np
 import torch
 
-from kernels._checks import check_images
+from kernels._checks import check_images, per_image
 from kernels.parallel import map_pieces, split
 
 #: Elements of one plane in one piece on the CPU (a piece's int32/float64 temporaries stay in a
@@ -170,7 +170,21 @@ def gaussian_blur(images: torch.Tensor, radius: float) -> torch.Tensor:
     return _box_blur(images, gaussian_box_radius(radius), 3)
 
 
-def unsharp_mask(images: torch.Tensor, radius: float = 2, percent: int = 150, threshold: int = 3) -> torch.Tensor:
+def _int_per_plane(name: str, value: object, images: torch.Tensor) -> int | torch.Tensor:
+    """An integer argument as it is, or a per-image int ``(B,)`` tensor as int32 ``(B * C, 1, 1)``
+    on the images' device (one row per plane of ``images.reshape(B * C, H, W)``)."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point():
+            raise ValueError(f"{name} per image must be integers, got {value.dtype}")
+        per_plane = per_image(name, value, images.shape[0]).to(torch.int32).repeat_interleave(images.shape[1])
+        return per_plane.view(-1, 1, 1).to(images.device, non_blocking=True)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def unsharp_mask(images: torch.Tensor, radius: float = 2, percent: int | torch.Tensor = 150,
+                 threshold: int | torch.Tensor = 3) -> torch.Tensor:
     """Pillow's ``Image.filter(ImageFilter.UnsharpMask(radius, percent, threshold))``.
 
     Args:
@@ -178,17 +192,18 @@ def unsharp_mask(images: torch.Tensor, radius: float = 2, percent: int = 150, th
         radius: the Gaussian blur's standard deviation, >= 0.
         percent: the strength, an integer (150: add 1.5 times the difference to the blur).
         threshold: an integer; values within it of the blur are left as they are.
+        (``percent`` and ``threshold`` may each be an int ``(B,)`` tensor instead, one per image:
+        each image then gets the same int32 arithmetic with its own.)
 
     Returns:
         A new uint8 ``(B, C, H, W)`` tensor on the input's device.
     """
     check_images(images)
     radius = _check_radius(radius)
-    for name, value in (("percent", percent), ("threshold", threshold)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-    blurred = gaussian_blur(images, radius)  # a new tensor: the result is written into it
     b, c, h, w = images.shape
+    percent = _int_per_plane("percent", percent, images)
+    threshold = _int_per_plane("threshold", threshold, images)
+    blurred = gaussian_blur(images, radius)  # a new tensor: the result is written into it
     src = images.reshape(b * c, h, w)
     dst = blurred.view(b * c, h, w)
     rows = max(1, (CPU_PIECE_ELEMENTS if images.device.type == "cpu" else PIECE_ELEMENTS) // max(1, b * c * w))

@@ -26,7 +26,7 @@ import struct
 
 import torch
 
-from kernels._checks import check_images, color_channels, has_alpha
+from kernels._checks import check_images, color_channels, has_alpha, per_image
 from kernels.filters import apply_filter
 
 # Convert.c's L24 weights, 16-bit fixed point: they sum to 65536.
@@ -102,10 +102,20 @@ def _float32(value: float) -> float:
     return struct.unpack("f", struct.pack("f", value))[0]
 
 
-def _check_factor(name: str, value: object) -> float | None:
-    """None, or the factor as the float32 Pillow computes with; ValueError for anything else."""
+#: An enhancement factor: one for every image, or float32 ``(B, 1, 1, 1)``, one per image.
+Factor = float | torch.Tensor
+
+
+def _check_factor(name: str, value: object, images: torch.Tensor) -> Factor | None:
+    """None, or the factor as the float32 Pillow computes with (a number, or for a ``(B,)`` tensor
+    a float32 ``(B, 1, 1, 1)`` tensor on the images' device); ValueError for anything else."""
     if value is None:
         return None
+    if isinstance(value, torch.Tensor):
+        factors = per_image(name, value, images.shape[0]).to(torch.float32)  # C's double -> float
+        if not bool(torch.isfinite(factors).all()):
+            raise ValueError(f"{name} must be finite numbers (float32 range), got {value.tolist()!r}")
+        return factors.view(-1, 1, 1, 1).to(images.device, non_blocking=True)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a finite number or None, got {value!r}")
     try:
@@ -117,7 +127,7 @@ def _check_factor(name: str, value: object) -> float | None:
     return factor
 
 
-def _blend(degenerate: torch.Tensor, image: torch.Tensor, factor: float, truncate: bool = True) -> torch.Tensor:
+def _blend(degenerate: torch.Tensor, image: torch.Tensor, factor: Factor, truncate: bool = True) -> torch.Tensor:
     """Blend.c on float32 tensors of integers, in place on ``image``: result holds integers 0..255.
 
     ``degenerate + factor * (image - degenerate)`` with each step rounded to float32 as C does
@@ -148,7 +158,7 @@ def _mean_level(total: torch.Tensor, pixels: int) -> torch.Tensor:
     return (total / pixels).add_(0.5).floor_().to(torch.float32)
 
 
-def _brighten(x: torch.Tensor, factor: float | None, truncate: bool) -> torch.Tensor:
+def _brighten(x: torch.Tensor, factor: Factor | None, truncate: bool) -> torch.Tensor:
     """Brightness in place on float32 integers, clipped to 0..255 and, with ``truncate``, truncated.
     Blend with black: ``0 + factor * (x - 0)`` rounds exactly as ``factor * x``."""
     if factor is not None:
@@ -158,8 +168,8 @@ def _brighten(x: torch.Tensor, factor: float | None, truncate: bool) -> torch.Te
     return x
 
 
-def _contrast_and_color(x: torch.Tensor, means: torch.Tensor | None, contrast: float | None,
-                        saturation: float | None) -> torch.Tensor:
+def _contrast_and_color(x: torch.Tensor, means: torch.Tensor | None, contrast: Factor | None,
+                        saturation: Factor | None) -> torch.Tensor:
     """Contrast (blend with the mean levels ``means``), then Color (blend with the luma), in place;
     the last step is left untruncated for the conversion to uint8."""
     if contrast is not None:
@@ -173,8 +183,8 @@ def _contrast_and_color(x: torch.Tensor, means: torch.Tensor | None, contrast: f
 CPU_PIECE_PIXELS = 1 << 16
 
 
-def _adjust_in_pieces(x: torch.Tensor, out: torch.Tensor, brightness: float | None,
-                      contrast: float | None, saturation: float | None) -> None:
+def _adjust_in_pieces(x: torch.Tensor, out: torch.Tensor, brightness: Factor | None,
+                      contrast: Factor | None, saturation: Factor | None) -> None:
     """:func:`adjust` of the uint8 colour planes ``x`` ``(B, C, H, W)`` into ``out[:, :C]``, a few
     rows of the batch at a time through one reused float32 buffer, so no step holds a float copy of
     the whole image. On the CPU with saturation the pieces are small: Color's blends, against a
@@ -205,7 +215,7 @@ def _adjust_in_pieces(x: torch.Tensor, out: torch.Tensor, brightness: float | No
         out[:, :c, part] = _contrast_and_color(f, means, contrast, saturation)
 
 
-def _sharpen(planes: torch.Tensor, factor: float) -> None:
+def _sharpen(planes: torch.Tensor, factor: Factor) -> None:
     """Sharpness in place on uint8 colour planes ``(B, C, H, W)`` (a view): blend with
     ``filter(SMOOTH)`` (a uint8 copy; float32 only for a few rows at a time)."""
     degenerate = apply_filter(planes, "smooth")
@@ -221,10 +231,10 @@ def _sharpen(planes: torch.Tensor, factor: float) -> None:
 
 def adjust(
     images: torch.Tensor,
-    brightness: float | None = None,
-    contrast: float | None = None,
-    saturation: float | None = None,
-    sharpness: float | None = None,
+    brightness: float | torch.Tensor | None = None,
+    contrast: float | torch.Tensor | None = None,
+    saturation: float | torch.Tensor | None = None,
+    sharpness: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pillow's ``ImageEnhance`` Brightness, then Contrast, then Color, then Sharpness, each
     ``.enhance(factor)``.
@@ -233,6 +243,8 @@ def adjust(
     of the mean luma, and the grayscale image respectively; above 1 extrapolates. Like Pillow, any
     finite factor is accepted, negative ones included. Each step rounds to 8 bits before the next,
     as three successive Pillow calls do; the contrast mean is taken per image, after brightness.
+    Each factor may also be a ``(B,)`` tensor of numbers, image i's factor in row i: every image is
+    then adjusted as it is with its own factor given as a number.
 
     Args:
         images: uint8 ``(B, C, H, W)``, C in 1..4 (L, LA, RGB, RGBA), values 0..255.
@@ -253,10 +265,10 @@ def adjust(
     """
     check_images(images)
     factors = {
-        "brightness": _check_factor("brightness", brightness),
-        "contrast": _check_factor("contrast", contrast),
-        "saturation": _check_factor("saturation", saturation),
-        "sharpness": _check_factor("sharpness", sharpness),
+        "brightness": _check_factor("brightness", brightness, images),
+        "contrast": _check_factor("contrast", contrast, images),
+        "saturation": _check_factor("saturation", saturation, images),
+        "sharpness": _check_factor("sharpness", sharpness, images),
     }
     b, c = factors["brightness"], factors["contrast"]
     s = factors["saturation"] if images.shape[1] >= 3 else None  # Color is the identity on L/LA

@@ -16,6 +16,10 @@ with alpha put back). Where the table is a plain bit operation (``invert``: ``~x
   built from the 256-entry one (half the gathers, 128 KB of table: in cache); elsewhere each byte
   plus its plane's offset indexes the batch's flat table. Both give the table's value exactly.
 
+``posterize``, ``solarize`` and ``gamma`` take their parameter as one number for the batch or as
+a ``(B,)`` tensor, one per image (each image then gets its own mask or table, in the same call);
+``autocontrast`` its ``cutoff`` as a ``(B, 2)`` tensor of ``(low, high)`` per image.
+
 ``pixelate`` is Pillow's BOX resize to ``(h // size, w // size)`` (premultiplied alpha, as
 Pillow's ``resize``; BOX weights from ``kernels.resize_weights``, each output pixel the sum of a
 run of equally weighted input pixels), then NEAREST back to the image's size.
@@ -30,7 +34,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from kernels._checks import check_images, color_channels, has_alpha
+from kernels._checks import check_images, color_channels, has_alpha, per_image
 from kernels.color import grayscale
 from kernels.parallel import map_pieces, split
 from kernels.resize import _pass_order, _premultiply, _resample_pass, _unpremultiply
@@ -286,6 +290,18 @@ def _fixed_table(images: torch.Tensor, table: list[int]) -> torch.Tensor:
     return _table_tensor((tuple(table),), images.device).expand(1, k, 256)
 
 
+def _tables(images: torch.Tensor, name: str, value, make, check) -> torch.Tensor:
+    """The table ``make(value)`` for every colour channel: ``(1, K, 256)`` for one number, or for
+    a ``(B,)`` tensor of values each image's own, ``(B, K, 256)`` (built on the host with the
+    same Python arithmetic; ``check`` refuses a bad value)."""
+    if not isinstance(value, torch.Tensor):
+        return _fixed_table(images, make(check(value)))
+    rows = [make(check(v)) for v in per_image(name, value, images.shape[0]).tolist()]
+    k = color_channels(images).shape[1]
+    tables = torch.tensor(rows, dtype=torch.uint8).view(-1, 1, 256)
+    return tables.to(images.device, non_blocking=True).expand(-1, k, 256)
+
+
 # ----------------------------------------------------------------------------------------------
 # The operations.
 
@@ -315,37 +331,55 @@ def invert(images: torch.Tensor) -> torch.Tensor:
     return _bitwise(images, lambda x, out: torch.bitwise_not(x, out=out))
 
 
-def posterize(images: torch.Tensor, bits: int) -> torch.Tensor:
-    """``ImageOps.posterize``: keep the top ``bits`` (1..8) bits of each colour level.
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer {low}..{high}, got {value!r}")
+    return value
+
+
+def _posterize_mask(bits: int) -> int:
+    return (0xFF << (8 - _check_int("bits", bits, 1, 8))) & 0xFF
+
+
+def posterize(images: torch.Tensor, bits: int | torch.Tensor) -> torch.Tensor:
+    """``ImageOps.posterize``: keep the top ``bits`` (1..8) bits of each colour level; ``bits``
+    one integer, or an int ``(B,)`` tensor, one per image.
 
     >>> posterize(torch.tensor([[[[255, 100]]]], dtype=torch.uint8), 2).flatten().tolist()
     [192, 64]
     """
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
-        raise ValueError(f"bits must be an integer 1..8, got {bits!r}")
-    mask = (0xFF << (8 - bits)) & 0xFF
-    return _bitwise(images, lambda x, out: torch.bitwise_and(x, mask, out=out))
+    if not isinstance(bits, torch.Tensor):
+        mask = _posterize_mask(bits)
+        return _bitwise(images, lambda x, out: torch.bitwise_and(x, mask, out=out))
+    if bits.is_floating_point():
+        raise ValueError(f"bits per image must be integers, got {bits.dtype}")
+    masks = [_posterize_mask(b) for b in per_image("bits", bits, images.shape[0]).tolist()]
+    masks = torch.tensor(masks, dtype=torch.uint8).view(-1, 1, 1, 1).to(images.device, non_blocking=True)
+    return _bitwise(images, lambda x, out: torch.bitwise_and(x, masks, out=out))
 
 
-def solarize(images: torch.Tensor, threshold: int = 128) -> torch.Tensor:
-    """``ImageOps.solarize``: levels at or above ``threshold`` (0..256) inverted.
+def solarize(images: torch.Tensor, threshold: int | torch.Tensor = 128) -> torch.Tensor:
+    """``ImageOps.solarize``: levels at or above ``threshold`` (0..256) inverted; ``threshold``
+    one integer, or an int ``(B,)`` tensor, one per image.
 
     >>> solarize(torch.tensor([[[[10, 200]]]], dtype=torch.uint8), 128).flatten().tolist()
     [10, 55]
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 0 <= threshold <= 256:
-        raise ValueError(f"threshold must be an integer 0..256, got {threshold!r}")
-    return apply_luts(images, _fixed_table(images, solarize_table(threshold)))
+    if isinstance(threshold, torch.Tensor) and threshold.is_floating_point():
+        raise ValueError(f"threshold per image must be integers, got {threshold.dtype}")
+    return apply_luts(images, _tables(images, "threshold", threshold, solarize_table,
+                                      lambda v: _check_int("threshold", v, 0, 256)))
 
 
-def gamma(images: torch.Tensor, value: float) -> torch.Tensor:
+def gamma(images: torch.Tensor, value: float | torch.Tensor) -> torch.Tensor:
     """Each colour level ``v`` through ``int(255 * (v / 255) ** (1 / value) + 0.5)``; alpha
-    passed through. ``value`` > 1 brightens the mid-tones.
+    passed through. ``value`` > 1 brightens the mid-tones; one number, or a ``(B,)`` tensor, one
+    per image.
 
     >>> gamma(torch.tensor([[[[0, 64, 255]]]], dtype=torch.uint8), 2.0).flatten().tolist()
     [0, 128, 255]
     """
-    return apply_luts(images, _fixed_table(images, gamma_table(value)))
+    return apply_luts(images, _tables(images, "value", value, gamma_table, lambda v: v))
 
 
 def equalize_luts(hists: torch.Tensor) -> torch.Tensor:
@@ -392,9 +426,10 @@ def _luma_histograms(images: torch.Tensor) -> torch.Tensor:
     return counts
 
 
-def autocontrast_luts(hists: torch.Tensor, cut_low: int, cut_high: int) -> torch.Tensor:
+def autocontrast_luts(hists: torch.Tensor, cut_low: int | torch.Tensor, cut_high: int | torch.Tensor) -> torch.Tensor:
     """``ImageOps.autocontrast``'s table of each histogram, on the device: uint8 ``(..., 256)``
-    from int64 ``(..., 256)``, after cutting ``cut_low`` and ``cut_high`` pixels off the ends.
+    from int64 ``(..., 256)``, after cutting ``cut_low`` and ``cut_high`` pixels off the ends
+    (ints, or int64 tensors that broadcast against ``(..., 1)``: one cut per histogram).
 
     Pillow's cut loops as closed forms: the low cut leaves ``min(h, max(0, cumsum(h) - cut))``
     per level, the high cut the same from the top on what is left. Then ``lo``/``hi`` are the
@@ -423,15 +458,21 @@ def autocontrast(images: torch.Tensor, cutoff: float | Sequence[float] = 0,
     """``ImageOps.autocontrast(im, cutoff, preserve_tone=...)`` of each image; alpha passed through.
 
     ``cutoff``: the percentage of pixels cut from each end of the histogram (0..49), or
-    ``(low, high)``. Without ``preserve_tone`` each colour channel is stretched by its own
-    histogram; with it every channel by the histogram of the image's ``convert("L")``.
+    ``(low, high)``, or a ``(B, 2)`` tensor of ``(low, high)``, one row per image. Without
+    ``preserve_tone`` each colour channel is stretched by its own histogram; with it every channel
+    by the histogram of the image's ``convert("L")``.
 
     >>> autocontrast(torch.tensor([[[[50, 100, 150]]]], dtype=torch.uint8)).flatten().tolist()
     [0, 127, 255]
     """
     check_images(images)
-    _, _, h, w = images.shape
-    cut_low, cut_high = autocontrast_cuts(h * w, cutoff)
+    b, _, h, w = images.shape
+    if isinstance(cutoff, torch.Tensor):  # each image's cuts, with the same Python arithmetic
+        cuts = [autocontrast_cuts(h * w, tuple(row)) for row in per_image("cutoff", cutoff, b, 2).tolist()]
+        cuts_tensor = torch.tensor(cuts, dtype=torch.int64).view(b, 2, 1, 1).to(images.device, non_blocking=True)
+        cut_low, cut_high = cuts_tensor[:, 0], cuts_tensor[:, 1]
+    else:
+        cut_low, cut_high = autocontrast_cuts(h * w, cutoff)
     if preserve_tone:
         luts = autocontrast_luts(_luma_histograms(images), cut_low, cut_high)
         luts = luts.expand(-1, color_channels(images).shape[1], 256)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
+from gpu_worker.operations.base import ImageShape, OpParams, Operation, PerSample, Step, per_sample_step
 
-__all__ = ["REGISTRY", "ImageShape", "OpParams", "Operation", "Step", "apply_reference"]
+__all__ = ["REGISTRY", "ImageShape", "OpParams", "Operation", "PerSample", "Step", "apply_reference",
+           "per_sample_step"]
 
 
 def _discover() -> dict[str, Operation]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 from PIL import Image, ImageEnhance
 from pydantic import Field, model_validator
 
 import kernels
-from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
+from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step, per_sample_step
 
 #: Largest enhancement factor accepted (Pillow's ImageEnhance has no upper bound).
 MAX_FACTOR = 100.0
@@ -36,9 +35,8 @@ class AdjustParams(OpParams):
 
 
 def bind(p: AdjustParams, shape: ImageShape) -> Optional[Step]:
-    kernel = functools.partial(kernels.adjust, brightness=p.brightness, contrast=p.contrast, saturation=p.saturation,
-                               sharpness=p.sharpness)
-    return Step("adjust", shape, shape, kernel)
+    factors = {name: getattr(p, name) for name, _ in ENHANCERS if getattr(p, name) is not None}
+    return per_sample_step("adjust", shape, shape, kernels.adjust, factors)
 
 
 def reference(image: Image.Image, p: AdjustParams) -> Image.Image:
@@ -58,5 +56,7 @@ OPERATION = Operation(
     tolerance=1,
     examples=({"brightness": 1.2, "contrast": 0.5, "saturation": 2.0}, {"contrast": 3.7}, {"brightness": 0.4},
               {"saturation": 0.0}, {"sharpness": 2.0}, {"sharpness": 0.3},
-              {"brightness": 0.9, "contrast": 1.3, "saturation": 1.4, "sharpness": 3.5}, {"sharpness": 0.0}),
+              {"brightness": 0.9, "contrast": 1.3, "saturation": 1.4, "sharpness": 3.5}, {"sharpness": 0.0},
+              {"brightness": 1.6, "contrast": 0.8, "saturation": 0.3, "sharpness": 0.7}),
+    per_sample=tuple(name for name, _ in ENHANCERS),
 )

@@ -3,14 +3,13 @@ alpha passed through."""
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Optional, Union
 
 from PIL import Image, ImageOps
 from pydantic import Field
 
 import kernels
-from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
+from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step, per_sample_step
 from gpu_worker.operations.tone import on_colour_bands
 
 #: Largest percentage cut from either end of the histogram.
@@ -33,8 +32,10 @@ def _cutoff(p: AutocontrastParams) -> float | tuple[float, float]:
 
 
 def bind(p: AutocontrastParams, shape: ImageShape) -> Optional[Step]:
-    kernel = functools.partial(kernels.autocontrast, cutoff=_cutoff(p), preserve_tone=p.preserve_tone)
-    return Step("autocontrast", shape, shape, kernel)
+    cutoff = _cutoff(p)
+    low_high = cutoff if isinstance(cutoff, tuple) else (cutoff, cutoff)  # as Pillow reads a number
+    return per_sample_step("autocontrast", shape, shape, kernels.autocontrast, {"cutoff": low_high},
+                           fixed={"preserve_tone": p.preserve_tone})
 
 
 def reference(image: Image.Image, p: AutocontrastParams) -> Image.Image:
@@ -52,4 +53,5 @@ OPERATION = Operation(
     tolerance=0,
     examples=({}, {"cutoff": 2.5}, {"cutoff": [1, 10]}, {"cutoff": 5, "preserve_tone": True},
               {"preserve_tone": True}, {"cutoff": [49, 49]}),
+    per_sample=("cutoff",),
 )

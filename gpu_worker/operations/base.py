@@ -1,9 +1,11 @@
-"""What a registry entry is: :class:`Operation`, its parameters' base model, and :class:`Step`."""
+"""What a registry entry is: :class:`Operation`, its parameters' base model, :class:`Step`, and
+:class:`PerSample` (how a step runs on a stack whose images have their own parameter values)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 from PIL import Image
@@ -28,6 +30,11 @@ class Step:
     and ``out_shape`` is the largest any of them can be (what the limits checked before decoding
     see). The plan binds the operations after such a step again for each image's shape, once it
     has run (gpu_worker.plan, gpu_worker.stacking).
+
+    A step of an operation that declares per-sample parameters (:attr:`Operation.per_sample`)
+    carries ``per_sample``: the same kernel call written as a kernel, its fixed arguments and this
+    image's own values, so that images whose values differ can run as one stack
+    (gpu_worker.per_sample). Make such a step with :func:`per_sample_step`.
     """
 
     name: str
@@ -35,6 +42,49 @@ class Step:
     out_shape: ImageShape
     kernel: Callable[[torch.Tensor], Any]
     data_dependent: bool = False
+    per_sample: Optional["PerSample"] = None
+
+
+#: One image's value of a per-sample kernel argument: a number, or a tuple of k numbers.
+SampleValue = Union[int, float, tuple[Union[int, float], ...]]
+
+
+@dataclass(frozen=True)
+class PerSample:
+    """A step's kernel call split into what a stack shares and what each image has of its own.
+
+    ``kernel(batch, **dict(fixed), **dict(values))`` is the step on one image (its
+    :attr:`Step.kernel`). On a stack of B images whose steps have the same ``kernel``, equal
+    ``fixed`` and the same value names, ``kernel(batch, **dict(fixed), **{name: tensor})`` runs
+    every image with its own values in one call: each tensor is on the host, of shape ``(B,)``
+    (numbers) or ``(B, k)`` (tuples of k numbers), float64 for floats and int64 for ints, row i
+    image i's value. The kernel gives each image the same arithmetic as the call with numbers.
+
+    Attributes:
+        kernel: the batched kernel (a module-level function: steps are merged only when their
+            kernels are equal).
+        fixed: keyword arguments the stack shares, as ``(name, value)`` pairs (hashable: compared
+            by ``==`` and hashed into the cross-job batcher's bucket keys).
+        values: this image's per-sample keyword arguments, as ``(name, value)`` pairs.
+    """
+
+    kernel: Callable[..., torch.Tensor]
+    fixed: tuple[tuple[str, Any], ...]
+    values: tuple[tuple[str, SampleValue], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The per-sample arguments' names, in order."""
+        return tuple(name for name, _ in self.values)
+
+
+def per_sample_step(name: str, in_shape: ImageShape, out_shape: ImageShape, kernel: Callable[..., torch.Tensor],
+                    values: Mapping[str, SampleValue], fixed: Mapping[str, Any] | None = None) -> Step:
+    """A :class:`Step` running ``kernel(batch, **fixed, **values)`` whose ``values`` may differ
+    from image to image within a stack (see :class:`PerSample`)."""
+    fixed = dict(fixed or {})
+    sample = PerSample(kernel, tuple(sorted(fixed.items())), tuple(sorted(values.items())))
+    return Step(name, in_shape, out_shape, functools.partial(kernel, **fixed, **values), per_sample=sample)
 
 
 @dataclass(frozen=True)
@@ -53,6 +103,12 @@ class Operation:
         tolerance: largest difference from ``reference`` allowed per pixel, in levels (rtol 0).
         examples: ``params`` dicts that between them cover the op's variants; the generic tests
             run each on real photos in every mode, on every device, batched and alone.
+        per_sample: the parameters whose values may differ between the images of one stack (a
+            brightness factor; not a blur radius, on which the kernel's shapes depend). Plans
+            that differ only in these share a :attr:`~gpu_worker.plan.Plan.stack_key`; ``bind``
+            must then return steps made by :func:`per_sample_step`, and the kernel takes each
+            such argument as a per-image tensor (:class:`PerSample`). The examples include at
+            least two that differ only in these and bind to the same steps.
     """
 
     name: str
@@ -62,6 +118,12 @@ class Operation:
     reference: Callable[[Image.Image, Any], Image.Image]
     tolerance: int
     examples: tuple[dict[str, Any], ...]
+    per_sample: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.per_sample) - set(self.params_model.model_fields))
+        if unknown:
+            raise ValueError(f"operation {self.name!r}: per_sample names {unknown}, which are not its parameters")
 
     @property
     def parameter_names(self) -> list[str]:

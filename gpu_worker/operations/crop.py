@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 from PIL import Image
@@ -10,7 +9,7 @@ from pydantic import Field
 
 import kernels
 from gpu_worker.errors import InvalidInput
-from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
+from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step, per_sample_step
 
 #: Largest absolute crop coordinate accepted, in pixels.
 MAX_COORD = 1_000_000
@@ -41,7 +40,7 @@ def bind(p: CropParams, shape: ImageShape) -> Optional[Step]:
         )
     if box == (0, 0, w, h):
         return None
-    return Step("crop", shape, (c, box[3] - box[1], box[2] - box[0]), functools.partial(kernels.crop, box=box))
+    return per_sample_step("crop", shape, (c, box[3] - box[1], box[2] - box[0]), kernels.crop, {"box": box})
 
 
 def reference(image: Image.Image, p: CropParams) -> Image.Image:
@@ -56,5 +55,6 @@ OPERATION = Operation(
     reference=reference,
     tolerance=0,
     examples=({"left": 3, "top": 2, "right": 20, "bottom": 15}, {"left": -4, "top": 10, "right": 30, "bottom": 40},
-              {"top": 5}),
+              {"top": 5}, {"left": 25, "top": 20, "right": 42, "bottom": 33}),
+    per_sample=("left", "top", "right", "bottom"),
 )

@@ -3,14 +3,13 @@ passed through."""
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 from PIL import Image
 from pydantic import Field
 
 import kernels
-from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
+from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step, per_sample_step
 from gpu_worker.operations.tone import on_colour_bands
 from kernels.tone import gamma_table
 
@@ -27,7 +26,7 @@ class GammaParams(OpParams):
 def bind(p: GammaParams, shape: ImageShape) -> Optional[Step]:
     if gamma_table(p.value) == list(range(256)):
         return None  # the identity table
-    return Step("gamma", shape, shape, functools.partial(kernels.gamma, value=p.value))
+    return per_sample_step("gamma", shape, shape, kernels.gamma, {"value": p.value})
 
 
 def reference(image: Image.Image, p: GammaParams) -> Image.Image:
@@ -46,4 +45,5 @@ OPERATION = Operation(
     reference=reference,
     tolerance=0,
     examples=({"value": 2.2}, {"value": 0.45}, {"value": 0.01}, {"value": 10.0}),
+    per_sample=("value",),
 )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 from PIL import Image, ImageOps
 from pydantic import Field
 
 import kernels
-from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
+from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step, per_sample_step
 from gpu_worker.operations.tone import on_colour_bands
 
 
@@ -22,7 +21,7 @@ class PosterizeParams(OpParams):
 def bind(p: PosterizeParams, shape: ImageShape) -> Optional[Step]:
     if p.bits == 8:
         return None  # every bit kept: the image as it is
-    return Step("posterize", shape, shape, functools.partial(kernels.posterize, bits=p.bits))
+    return per_sample_step("posterize", shape, shape, kernels.posterize, {"bits": p.bits})
 
 
 def reference(image: Image.Image, p: PosterizeParams) -> Image.Image:
@@ -37,4 +36,5 @@ OPERATION = Operation(
     reference=reference,
     tolerance=0,
     examples=({"bits": 3}, {"bits": 1}, {"bits": 7}),
+    per_sample=("bits",),
 )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 from PIL import Image, ImageOps
 from pydantic import Field
 
 import kernels
-from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
+from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step, per_sample_step
 from gpu_worker.operations.tone import on_colour_bands
 
 
@@ -22,7 +21,7 @@ class SolarizeParams(OpParams):
 def bind(p: SolarizeParams, shape: ImageShape) -> Optional[Step]:
     if p.threshold == 256:
         return None  # no level is inverted
-    return Step("solarize", shape, shape, functools.partial(kernels.solarize, threshold=p.threshold))
+    return per_sample_step("solarize", shape, shape, kernels.solarize, {"threshold": p.threshold})
 
 
 def reference(image: Image.Image, p: SolarizeParams) -> Image.Image:
@@ -37,4 +36,5 @@ OPERATION = Operation(
     reference=reference,
     tolerance=0,
     examples=({}, {"threshold": 40}, {"threshold": 0}, {"threshold": 200}),
+    per_sample=("threshold",),
 )

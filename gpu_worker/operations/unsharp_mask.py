@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 from PIL import Image, ImageFilter
 from pydantic import Field
 
 import kernels
-from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step
+from gpu_worker.operations.base import ImageShape, OpParams, Operation, Step, per_sample_step
 
 #: Largest blur radius (standard deviation) and strength accepted.
 MAX_RADIUS = 100.0
@@ -28,8 +27,8 @@ class UnsharpMaskParams(OpParams):
 def bind(p: UnsharpMaskParams, shape: ImageShape) -> Optional[Step]:
     if p.radius == 0 or p.percent == 0:
         return None  # no blur, or no strength: Pillow gives the image back
-    kernel = functools.partial(kernels.unsharp_mask, radius=p.radius, percent=p.percent, threshold=p.threshold)
-    return Step("unsharp_mask", shape, shape, kernel)
+    return per_sample_step("unsharp_mask", shape, shape, kernels.unsharp_mask,
+                           {"percent": p.percent, "threshold": p.threshold}, fixed={"radius": p.radius})
 
 
 def reference(image: Image.Image, p: UnsharpMaskParams) -> Image.Image:
@@ -45,5 +44,6 @@ OPERATION = Operation(
     reference=reference,
     tolerance=1,
     examples=({}, {"radius": 0.8, "percent": 300, "threshold": 0}, {"radius": 6, "percent": 60, "threshold": 10},
-              {"radius": 25, "percent": 1000, "threshold": 1}, {"percent": 0}),
+              {"radius": 25, "percent": 1000, "threshold": 1}, {"percent": 0}, {"percent": 80, "threshold": 0}),
+    per_sample=("percent", "threshold"),
 )

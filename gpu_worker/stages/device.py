@@ -22,9 +22,10 @@ from gpu_worker.stages.policy import DevicePolicy
 
 
 class OpsExecutor(Protocol):
-    """Runs a plan on decoded images; the cross-job batcher implements the same call."""
+    """Runs plans on decoded images (one plan for all, or one per image); the cross-job batcher
+    implements the same call."""
 
-    def __call__(self, plan: Plan, images: list[torch.Tensor]) -> Ran: ...
+    def __call__(self, plan: Plan | list[Plan], images: list[torch.Tensor]) -> Ran: ...
 
 
 def decode_chunk(items: list[Item], policy: DevicePolicy) -> list[torch.Tensor]:
@@ -73,15 +74,17 @@ def analyze_items(items: list[Item], target: str) -> None:
 
 
 def run_operations(items: list[Item], executor: OpsExecutor, policy: DevicePolicy) -> None:
-    """Run each plan once over all its items (stacked where shapes allow); analyse the results;
-    on CUDA, copy the results that are encoded on the host off the GPU."""
+    """Run the operations once over each set of items whose plans may stack (equal, or differing
+    only in per-sample parameters: gpu_worker.per_sample), stacked where shapes allow; analyse the
+    results; on CUDA, copy the results that are encoded on the host off the GPU."""
     by_plan: dict[str, list[Item]] = {}
     for item in live(items):
-        by_plan.setdefault(item.plan.key, []).append(item)
+        by_plan.setdefault(item.plan.stack_key, []).append(item)
     for group in by_plan.values():
         try:
             images, spans = frames.flatten(group)  # a kept animation as its frames
-            ran = frames.gather(group, executor(group[0].plan, images), spans)
+            plans = [item.plan for item, span in zip(group, spans) for _ in range(span.stop - span.start)]
+            ran = frames.gather(group, executor(plans, images), spans)
         except Exception as exc:  # noqa: BLE001 - one group's failure must not end the others
             fail_all(group, "running the operations", exc)
             continue
