@@ -237,12 +237,15 @@ def _check_box(box, in_w: int, in_h: int) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
+@functools.lru_cache(maxsize=256)
 def _axis(size: int, in0: float, in1: float, out_size: int, filter: str) -> Span:
-    """The span of one axis' pass, ``first`` set to the first input pixel its taps read."""
+    """The span of one axis' pass, ``first`` set to the first input pixel its taps read (cached:
+    the coefficients are computed in Python)."""
     xmins, _ = pillow_coeffs(size, out_size, filter, Span(size, in0, in1, 0))
     return Span(size, in0, in1, xmins[0])
 
 
+@functools.lru_cache(maxsize=256)
 def _taps_end(span: Span, out_size: int, filter: str) -> int:
     """One past the last input pixel a pass over ``span`` reads (counted from 0)."""
     xmins, weights = pillow_coeffs(span.size, out_size, filter, span)
