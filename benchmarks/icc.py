@@ -54,7 +54,7 @@ def main() -> None:
 
     import pyvips
     import torch
-    from PIL import Image, ImageCms
+    from PIL import ImageCms
 
     from benchmarks.images import image
     from benchmarks.timing import median_ms

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import random
 
-import numpy as np
 import pytest
 import torch
 from photos import max_abs_diff, photo, pil_array, sample, to_array, to_tensor
