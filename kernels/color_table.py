@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from kernels._checks import check_images, color_channels, has_alpha
-from kernels.parallel import map_pieces, split
+from kernels.parallel import map_pieces, row_blocks, split
 
 __all__ = ["apply_color_table"]
 
@@ -57,9 +57,7 @@ def apply_color_table(images: torch.Tensor, table: torch.Tensor) -> torch.Tensor
         out[:, -1:] = images[:, -1:]
     if bsz == 0 or h == 0 or w == 0:
         return out
-    limit = BLOCK_PIXELS if images.device.type == "cpu" else DEVICE_BLOCK_PIXELS
-    rows = max(1, min(h, limit // w))
-    blocks = [(i, r0) for i in range(bsz) for r0 in range(0, h, rows)]
+    rows, blocks = row_blocks(images, BLOCK_PIXELS, DEVICE_BLOCK_PIXELS)
 
     def work(part):
         for i, r0 in part:

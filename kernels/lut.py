@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 
 from kernels._checks import check_images, color_channels, has_alpha
-from kernels.parallel import map_pieces, split
+from kernels.parallel import map_pieces, row_blocks, split
 
 __all__ = ["LUT_SIZES", "Lut3D", "lut3d"]
 
@@ -138,9 +138,7 @@ def lut3d(images: torch.Tensor, lut: Lut3D) -> torch.Tensor:
         return out
     tables = _device_tables(lut, images.device)
     colour = color_channels(images)
-    limit = BLOCK_PIXELS if images.device.type == "cpu" else DEVICE_BLOCK_PIXELS
-    rows = max(1, min(h, limit // w))
-    blocks = [(i, r0) for i in range(bsz) for r0 in range(0, h, rows)]
+    rows, blocks = row_blocks(images, BLOCK_PIXELS, DEVICE_BLOCK_PIXELS)
 
     def work(part):
         for i, r0 in part:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence, TypeVar
 
+import torch
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -41,3 +43,13 @@ def split(items: Sequence[T]) -> list[Sequence[T]]:
     parts = PIECES if _piece_map is not None else 1
     size = -(-len(items) // parts) if items else 1
     return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def row_blocks(images: torch.Tensor, cpu_pixels: int, device_pixels: int) -> tuple[int, list[tuple[int, int]]]:
+    """Blocks of whole rows of a ``(B, C, H, W)`` batch of about ``cpu_pixels`` (on the CPU) or
+    ``device_pixels`` (elsewhere) pixels each: ``(rows per block, [(image, first row), ...])``,
+    image by image, for :func:`map_pieces` over :func:`split` of the list."""
+    batch, _, height, width = images.shape
+    limit = cpu_pixels if images.device.type == "cpu" else device_pixels
+    rows = max(1, min(height, limit // max(1, width)))
+    return rows, [(i, r0) for i in range(batch) for r0 in range(0, height, rows)]

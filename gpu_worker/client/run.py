@@ -120,31 +120,9 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
             summary.bytes_out += result.bytes_out
         progress.advance(result.done, len(result.failed))
 
-    pool = ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="client")
-    pending: set[Future] = set()
     try:
-        queue = iter(batches)
-        while True:  # at most `concurrency` jobs queued beyond those running: the rest wait here
-            if stop.is_set():
-                halt.set()
-            while len(pending) < 2 * max(1, options.concurrency) and not halt.is_set():
-                batch = next(queue, None)
-                if batch is None:
-                    break
-                pending.add(pool.submit(one, batch))
-            if not pending:
-                break
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in finished:
-                future.result()  # a ClientError (refused key) or a bug ends the run
-    except BaseException:
-        stop.set()
-        halt.set()
-        raise
+        _run_bounded(batches, one, options.concurrency, stop, halt)
     finally:
-        for future in pending:
-            future.cancel()
-        pool.shutdown(wait=True)
         progress.close()
         summary.wall_s = time.monotonic() - started
     summary.not_attempted = len(todo) - summary.done - len(summary.failed)
@@ -153,6 +131,39 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
     elif stop.is_set() and summary.not_attempted:
         summary.stopped = "stopped before the end (Ctrl-C or the caller's stop)"
     return summary
+
+
+def _run_bounded(batches: list[Batch], one, concurrency: int, stop: threading.Event,
+                 halt: threading.Event) -> None:
+    """``one(batch)`` for each batch on ``concurrency`` threads, at most ``concurrency`` more
+    queued than running (the rest wait here), until done or ``halt``; ``stop`` sets ``halt``.
+    A ClientError (refused key) or a bug from a batch ends the run: stop and halt are set,
+    queued batches cancelled, the error raised."""
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="client")
+    pending: set[Future] = set()
+    try:
+        queue = iter(batches)
+        while True:
+            if stop.is_set():
+                halt.set()
+            while len(pending) < 2 * max(1, concurrency) and not halt.is_set():
+                batch = next(queue, None)
+                if batch is None:
+                    break
+                pending.add(pool.submit(one, batch))
+            if not pending:
+                break
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()
+    except BaseException:
+        stop.set()
+        halt.set()
+        raise
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
 
 
 @dataclass
