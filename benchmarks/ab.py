@@ -128,7 +128,8 @@ class Child:
             cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
             start_new_session=True)
         self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -178,13 +179,19 @@ class Child:
         t = psutil.Process(self.proc.pid).cpu_times()
         return t.user + t.system
 
-    def close(self) -> None:
+    def close(self, wait: float = 10) -> None:
+        """EOF on the child's stdin (its loop ends), killed if it has not exited ``wait`` s later."""
         try:
-            self.proc.stdin.close()  # EOF: the child's loop ends
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
+            self.proc.stdin.close()
+        except OSError:  # it exited with a command still in the pipe
+            pass
+        try:
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(timeout=5)
+        self.proc.stdout.close()
         self._stderr.close()
 
 
