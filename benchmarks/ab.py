@@ -276,7 +276,8 @@ def stage_medians(measurements: list[dict[str, Any]], commit: int, size: int) ->
 
 def _label(commit: dict[str, str]) -> str:
     short = commit["hash"][:7]
-    return short if commit["name"] in (short, commit["hash"]) else f"{commit['name']} ({short})"
+    label = short if commit["name"] in (short, commit["hash"]) else f"{commit['name']} ({short})"
+    return label + commit.get("copy", "")
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -321,12 +322,13 @@ def markdown(result: dict[str, Any]) -> str:
                              f"| {row.get('round_ratio_median', float('nan')):.3f} "
                              f"({row.get('round_ratio_min', float('nan')):.3f}-{row.get('round_ratio_max', float('nan')):.3f}) "
                              f"| {same} |")
-    stages = result.get("stages_ms_per_image", {})
+    stages = {size: per_commit for size, per_commit in result.get("stages_ms_per_image", {}).items()
+              if any(per_commit.values())}
     if stages:
-        lines.append("\n### The handler's stages (`timings_ms` per image, median over every repeat)\n")
+        lines.append("\n### The handler's stages (`timings_ms` per image, median over every repeat)")
         for size, per_commit in stages.items():
             keys = list(dict.fromkeys(k for s in per_commit.values() for k in s))
-            lines.append(f"| {size} image(s): commit | " + " | ".join(keys) + " |")
+            lines.append(f"\n| {size} image(s): commit | " + " | ".join(keys) + " |")
             lines.append("|---|" + "---|" * len(keys))
             for c, s in per_commit.items():
                 lines.append(f"| {_label(commits[int(c)])} | " + " | ".join(
@@ -364,13 +366,13 @@ def run_ab(args, result: dict[str, Any], tmp: Path, children: list[Child]) -> No
                 answer = measure(children[i], size, args.repeats, args.timeout)
                 answer.update({"round": r, "commit": i, "position": order.index(i)})
                 turns.append(answer)
-                result["measurements"].append(answer)
             # Busy or not is decided over the round's turns at this size together: one turn can be
             # shorter than 0.1 s, a few ticks of the CPU counters.
             load = max(0.0, sum(t["other_cpu_s"] for t in turns)) / sum(t["wall_s"] for t in turns)
             for t in turns:
                 t["round_other_load_cores"] = round(load, 2)
                 t["busy"] = load > BUSY_CORES
+            result["measurements"] += turns  # only whole turns of every commit: a run cut short drops the rest
         result["rounds_done"].append(round(time.perf_counter() - round_started, 1))
         done = [m for m in result["measurements"] if m["round"] == r]
         medians = ", ".join(f"{_label(commits[m['commit']])} n={m['size']}: {statistics.median(m['ms_per_image']):.1f}"
@@ -401,6 +403,16 @@ def finish(result: dict[str, Any], sizes: list[int], started: float) -> None:
     result["outputs_same"] = {size: len(set(d.values())) == 1 for size, d in outputs.items()}
     result["stages_ms_per_image"] = {
         str(size): {str(c): stage_medians(ms, c, size) for c in range(n)} for size in sizes}
+
+
+def _numbered(commits: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The second and later copies of one commit (an A/A run) told apart: ``copy`` " #2", ..."""
+    seen: dict[str, int] = {}
+    for c in commits:
+        seen[c["hash"]] = seen.get(c["hash"], 0) + 1
+        if seen[c["hash"]] > 1:
+            c["copy"] = f" #{seen[c['hash']]}"
+    return commits
 
 
 def _log(message: str) -> None:
@@ -436,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     result: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commits": [resolve(c) for c in args.commits],
+        "commits": _numbered([resolve(c) for c in args.commits]),
         "sizes": args.sizes, "rounds": args.rounds, "repeats": args.repeats, "warmup": args.warmup,
         "device": args.device or "unset (the worker chooses)",
         "busy_cores": BUSY_CORES,
