@@ -31,7 +31,6 @@ import argparse
 import datetime
 import io
 import json
-import os
 import queue
 import shutil
 import signal
@@ -285,6 +284,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = []
     if "cut_short" in result:
         lines.append(f"CUT SHORT: {result['cut_short']}; the tables hold what was measured before.\n")
+        if result.get("child_stderr_tail"):
+            lines.append("The child's stderr ended with:\n\n```\n" + result["child_stderr_tail"] + "\n```\n")
     m = result["machine"]
     lines.append(f"{result['date']}: {len(result['rounds_done'])} of {result['rounds']} rounds, {result['repeats']} "
                  f"repeats per turn, {result['warmup']} warm-up jobs per size; {m['cpu']}, {m['logical_cores']} "
@@ -317,11 +318,11 @@ def markdown(result: dict[str, Any]) -> str:
                 mine = digests.get(str(row["commit"]))
                 same = ("–" if mine is None else "baseline" if row["commit"] == 0
                         else "same bytes" if mine == first else "DIFFERENT")
-                lines.append(f"| {_label(c)} | {row['median']:.1f} | {row['min']:.1f} | {row['p25']:.1f}-{row['p75']:.1f} "
-                             f"| {row.get('ratio_of_medians', float('nan')):.3f} "
-                             f"| {row.get('round_ratio_median', float('nan')):.3f} "
-                             f"({row.get('round_ratio_min', float('nan')):.3f}-{row.get('round_ratio_max', float('nan')):.3f}) "
-                             f"| {same} |")
+                ratios = (f"{row['ratio_of_medians']:.3f} | {row['round_ratio_median']:.3f} "
+                          f"({row['round_ratio_min']:.3f}-{row['round_ratio_max']:.3f})"
+                          if "ratio_of_medians" in row else "– | –")
+                lines.append(f"| {_label(c)} | {row['median']:.1f} | {row['min']:.1f} | "
+                             f"{row['p25']:.1f}-{row['p75']:.1f} | {ratios} | {same} |")
     stages = {size: per_commit for size, per_commit in result.get("stages_ms_per_image", {}).items()
               if any(per_commit.values())}
     if stages:
@@ -352,8 +353,9 @@ def run_ab(args, result: dict[str, Any], tmp: Path, children: list[Child]) -> No
         children.append(child)
         started = time.perf_counter()
         info = child.answer(args.start_timeout)  # one at a time: the warm-ups do not compete
-        if Path(info.get("gpu_worker", "")).resolve() != (tree / "gpu_worker").resolve():
-            raise ChildFailed(f"{child.label}: imported gpu_worker from {info.get('gpu_worker')}, not from {tree}")
+        for package in ("gpu_worker", "kernels"):
+            if package in info and Path(info[package]).resolve() != (tree / package).resolve():
+                raise ChildFailed(f"{child.label}: imported {package} from {info[package]}, not from {tree}")
         info["start_s"] = round(time.perf_counter() - started, 1)
         c["child"] = info
         _log_end(f"ready in {info['start_s']} s, {info.get('torch_threads', 'no')} torch thread(s)")
@@ -453,7 +455,8 @@ def main(argv: list[str] | None = None) -> None:
         "device": args.device or "unset (the worker chooses)",
         "busy_cores": BUSY_CORES,
         "machine": machine_info(), "versions": versions(), "python": _python(),
-        "job": "benchmarks/peers.py OPERATIONS and OUTPUT on 1920x1080 JPEG q90 photos (benchmarks/images.py), base64 in",
+        "job": ("benchmarks/peers.py OPERATIONS and OUTPUT on 1920x1080 JPEG q90 photos (benchmarks/images.py), "
+                "base64 in"),
         "load_average_before": load_average(),
         "rounds_done": [], "measurements": [],
     }
@@ -463,8 +466,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_ab(args, result, tmp, children)
     except (Stopped, KeyboardInterrupt, ChildFailed) as exc:
-        what = {Stopped: f"stopped by {exc}", KeyboardInterrupt: "stopped by Ctrl-C"}.get(type(exc), f"{exc}")
-        result["cut_short"] = f"{what} after {time.perf_counter() - started:.0f} s"
+        _log_end("")
+        what = {Stopped: f"stopped by {exc}", KeyboardInterrupt: "stopped by Ctrl-C"}.get(type(exc))
+        if what is None:  # ChildFailed: its first line says what, the rest is the child's stderr's tail
+            what, _, tail = str(exc).partition("\n")
+            result["child_stderr_tail"] = tail
+        result["cut_short"] = f"{what}, after {time.perf_counter() - started:.0f} s"
     finally:
         for child in children:
             child.close()

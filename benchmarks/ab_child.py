@@ -13,8 +13,9 @@ inputs the parent wrote once for every child. At start the child runs ``WARMUP``
 then writes one JSON line: ``{"ready": true, ...}`` with where ``gpu_worker`` came from and the
 torch threads it ended up with. Then, for each line ``{"size": n, "repeats": r}`` read from stdin,
 it runs that job ``r`` times and writes one JSON line: the wall milliseconds per image of each
-repeat (``ms_per_image``), each repeat's ``timings_ms`` from the response, and a SHA-256 over the results' decoded bytes (``sha256``, the same for
-every repeat or the line says ``"sha256_varies": true``). A failed job answers
+repeat (``ms_per_image``), each repeat's ``timings_ms`` from the response, and a SHA-256 over the
+results' decoded bytes (``sha256``, the first repeat's; ``"sha256_varies": true`` when the repeats'
+differ). A failed job answers
 ``{"error": "..."}`` and the child goes on. EOF on stdin ends it.
 
 The protocol has its own file descriptor: the original stdout is kept for the JSON lines and
@@ -100,6 +101,9 @@ def main(argv: list[str]) -> None:
 
     info = {"ready": True, "entry": how, "gpu_worker": os.path.dirname(os.path.abspath(gpu_worker.__file__)),
             "pid": os.getpid()}
+    kernels = sys.modules.get("kernels")  # the kernels package the worker imported, where it has one
+    if kernels is not None and getattr(kernels, "__file__", None):
+        info["kernels"] = os.path.dirname(os.path.abspath(kernels.__file__))
     torch = sys.modules.get("torch")  # loaded by the worker; not imported here for a worker without it
     if torch is not None:
         info["torch_threads"] = torch.get_num_threads()

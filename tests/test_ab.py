@@ -7,7 +7,6 @@ it answers like the handler (``run_sync``) and can exit, fail a job or hang, by 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import textwrap
@@ -52,7 +51,8 @@ def standin(tmp_path):
     (tree / "gpu_worker" / "handler.py").write_text(textwrap.dedent(STANDIN))
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    inputs = {1: {"image": {"base64": "abc"}}, 2: {"images": [{"image": {"base64": "abc"}}, {"image": {"base64": "xyz"}}]}}
+    inputs = {1: {"image": {"base64": "abc"}},
+              2: {"images": [{"image": {"base64": "abc"}}, {"image": {"base64": "xyz"}}]}}
     for n, job in inputs.items():
         (jobs / f"job-{n}.json").write_text(json.dumps(job))
     started = []
