@@ -110,7 +110,7 @@ def main() -> None:
     logging.getLogger("pyvips").setLevel(logging.WARNING)
     device = select_device(args.device)
     settings = dataclasses.replace(Settings(), cache_max_bytes=0, max_animation_frames=max(256, args.frames))
-    use_cpu_cores(settings, device)
+    use_cpu_cores(device)
     runner = JobRunner(settings, device)
     w, h = (int(v) for v in args.size.lower().split("x"))
     data = source_gif(args.frames, (w, h))

@@ -37,7 +37,7 @@ def main() -> None:
     device = select_device(args.device)
     settings = dataclasses.replace(Settings(), gpu_worker_device=str(device), cache_max_bytes=0,
                                    upload_threshold_bytes=1 << 30)
-    use_cpu_cores(settings, device)  # as the worker does
+    use_cpu_cores(device)  # as the worker does
     job = {"images": [{"image": {"base64": data_uri(d)}} for d in jpegs(args.n)], "operations": OPERATIONS,
            "output": OUTPUT}
     runners = {size: JobRunner(dataclasses.replace(settings, chunk_images=size), device)

@@ -22,7 +22,8 @@ import torchvision.io as tvio
 from benchmarks import images
 from benchmarks.peers import OPERATIONS
 from gpu_worker.pipeline import Pipeline
-from kernels import resize_cuda
+from kernels import context as kernel_context, resize_cuda
+from kernels.context import KernelContext
 
 resize_module = importlib.import_module("kernels.resize")
 
@@ -67,10 +68,9 @@ def main() -> None:
 
     # The resize passes: the eager tap loop against kernels.resize_cuda's compiled gather-sum.
     def compare_pass(label: str, images: torch.Tensor, out_size: int, dim: int) -> torch.Tensor:
-        resize_cuda.set_enabled(False)
-        eager = resize_module._taps_pass(images, out_size, "lanczos", dim)
-        row(f"{label}, eager taps", cuda_ms(lambda: resize_module._taps_pass(images, out_size, "lanczos", dim)))
-        resize_cuda.set_enabled(True)
+        with kernel_context.using(KernelContext(compiled_resize=False)):
+            eager = resize_module._taps_pass(images, out_size, "lanczos", dim)
+            row(f"{label}, eager taps", cuda_ms(lambda: resize_module._taps_pass(images, out_size, "lanczos", dim)))
         started = time.perf_counter()
         compiled = resize_module._taps_pass(images, out_size, "lanczos", dim)
         torch.cuda.synchronize()

@@ -61,65 +61,65 @@ def main() -> None:
     from gpu_worker import color_management
     from gpu_worker.config import Settings
     from gpu_worker.device import select_device
-    from gpu_worker.runtime import use_cpu_cores
+    from gpu_worker.runtime import worker_kernels
 
     pyvips.cache_set_max(0)
     logging.getLogger("pyvips").setLevel(logging.WARNING)
     device = select_device(args.device)
-    use_cpu_cores(Settings(), device)
-    pils = [image(i) for i in range(args.n)]
-    arrays = [np.asarray(im) for im in pils]
-    batch = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1) for a in arrays]).to(device)
-    vips_images = [pyvips.Image.new_from_memory(a.tobytes(), a.shape[1], a.shape[0], 3, "uchar") for a in arrays]
-    srgb = ImageCms.createProfile("sRGB")
+    with worker_kernels(Settings(), device):  # as in a job of the worker
+        pils = [image(i) for i in range(args.n)]
+        arrays = [np.asarray(im) for im in pils]
+        batch = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1) for a in arrays]).to(device)
+        vips_images = [pyvips.Image.new_from_memory(a.tobytes(), a.shape[1], a.shape[0], 3, "uchar") for a in arrays]
+        srgb = ImageCms.createProfile("sRGB")
 
-    print(f"{args.n} x 1920x1080 RGB, ms per image, median of {args.repeats} (ours on {device}, "
-          f"torch threads {torch.get_num_threads()})")
-    print(f"{'profile':<10} {'table build ms':>14} {'table MB':>8} {'ours':>8} {'Pillow':>8} {'pyvips':>8} "
-          f"{'ours max diff':>13} {'pyvips max diff':>15} {'CUDA peak MB':>12}")
-    for name in [p for p in args.profiles.split(",") if p]:
-        icc = _profile(name)
-        source = color_management.read_profile(icc)
-        started = time.perf_counter()
-        table = color_management.srgb_table(source, device)
-        build_ms = (time.perf_counter() - started) * 1000
-        table_mb = table.numel() / 1e6
+        print(f"{args.n} x 1920x1080 RGB, ms per image, median of {args.repeats} (ours on {device}, "
+              f"torch threads {torch.get_num_threads()})")
+        print(f"{'profile':<10} {'table build ms':>14} {'table MB':>8} {'ours':>8} {'Pillow':>8} {'pyvips':>8} "
+              f"{'ours max diff':>13} {'pyvips max diff':>15} {'CUDA peak MB':>12}")
+        for name in [p for p in args.profiles.split(",") if p]:
+            icc = _profile(name)
+            source = color_management.read_profile(icc)
+            started = time.perf_counter()
+            table = color_management.srgb_table(source, device)
+            build_ms = (time.perf_counter() - started) * 1000
+            table_mb = table.numel() / 1e6
 
-        peak_mb = None
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            before = torch.cuda.memory_allocated(device)
-            out = color_management.to_srgb(batch, source)
-            torch.cuda.synchronize(device)
-            peak_mb = (torch.cuda.max_memory_allocated(device) - before - out.numel()) / 1e6
-        else:
-            out = color_management.to_srgb(batch, source)
-
-        def ours() -> None:
-            color_management.to_srgb(batch, source)
+            peak_mb = None
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                before = torch.cuda.memory_allocated(device)
+                out = color_management.to_srgb(batch, source)
+                torch.cuda.synchronize(device)
+                peak_mb = (torch.cuda.max_memory_allocated(device) - before - out.numel()) / 1e6
+            else:
+                out = color_management.to_srgb(batch, source)
 
-        transform = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb, "RGB", "RGB",
-                                            renderingIntent=ImageCms.Intent.PERCEPTUAL)
-        with tempfile.NamedTemporaryFile(suffix=".icc") as f:
-            f.write(icc)
-            f.flush()
+            def ours() -> None:
+                color_management.to_srgb(batch, source)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
 
-            def vips_one(im):
-                return im.icc_transform("srgb", input_profile=f.name, intent="perceptual").write_to_memory()
+            transform = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb, "RGB", "RGB",
+                                                renderingIntent=ImageCms.Intent.PERCEPTUAL)
+            with tempfile.NamedTemporaryFile(suffix=".icc") as f:
+                f.write(icc)
+                f.flush()
 
-            row = [median_ms(ours, args.repeats) / args.n,
-                   median_ms(lambda: [transform.apply(im) for im in pils], args.repeats) / args.n,
-                   median_ms(lambda: [vips_one(im) for im in vips_images], args.repeats) / args.n]
-            vips_first = np.frombuffer(vips_one(vips_images[0]), np.uint8).reshape(1080, 1920, -1)[:, :, :3]
-        pillow_first = np.asarray(transform.apply(pils[0])).astype(np.int16)
-        ours_diff = int(np.abs(out[0].permute(1, 2, 0).cpu().numpy().astype(np.int16) - pillow_first).max())
-        vips_diff = int(np.abs(vips_first.astype(np.int16) - pillow_first).max())
-        peak = f"{peak_mb:12.1f}" if peak_mb is not None else f"{'—':>12}"
-        print(f"{name:<10} {build_ms:14.0f} {table_mb:8.1f} {row[0]:8.2f} {row[1]:8.2f} {row[2]:8.2f} "
-              f"{ours_diff:13d} {vips_diff:15d} {peak}")
+                def vips_one(im):
+                    return im.icc_transform("srgb", input_profile=f.name, intent="perceptual").write_to_memory()
+
+                row = [median_ms(ours, args.repeats) / args.n,
+                       median_ms(lambda: [transform.apply(im) for im in pils], args.repeats) / args.n,
+                       median_ms(lambda: [vips_one(im) for im in vips_images], args.repeats) / args.n]
+                vips_first = np.frombuffer(vips_one(vips_images[0]), np.uint8).reshape(1080, 1920, -1)[:, :, :3]
+            pillow_first = np.asarray(transform.apply(pils[0])).astype(np.int16)
+            ours_diff = int(np.abs(out[0].permute(1, 2, 0).cpu().numpy().astype(np.int16) - pillow_first).max())
+            vips_diff = int(np.abs(vips_first.astype(np.int16) - pillow_first).max())
+            peak = f"{peak_mb:12.1f}" if peak_mb is not None else f"{'—':>12}"
+            print(f"{name:<10} {build_ms:14.0f} {table_mb:8.1f} {row[0]:8.2f} {row[1]:8.2f} {row[2]:8.2f} "
+                  f"{ours_diff:13d} {vips_diff:15d} {peak}")
 
 
 if __name__ == "__main__":

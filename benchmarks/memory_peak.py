@@ -130,7 +130,7 @@ def child(spec: dict) -> list[dict]:
     device = torch.device("cpu")
     settings = dataclasses.replace(Settings(), gpu_worker_device="cpu", cache_max_bytes=0,
                                    max_source_bytes=1 << 30, upload_threshold_bytes=1 << 31)
-    use_cpu_cores(settings, device)
+    use_cpu_cores(device)
     runner = JobRunner(settings, device)
     cases = spec["cases"]
     sources: dict[str, tuple[str, int, int]] = {}  # path -> (base64, decoded pixels' bytes, channels)

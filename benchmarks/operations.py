@@ -183,25 +183,25 @@ def main() -> None:
     from gpu_worker.config import Settings
     from gpu_worker.device import select_device
     from gpu_worker.operations import REGISTRY
-    from gpu_worker.runtime import use_cpu_cores
+    from gpu_worker.runtime import worker_kernels
 
     pyvips.cache_set_max(0)
     logging.getLogger("pyvips").setLevel(logging.WARNING)  # it logs every thread pool at INFO
     device = select_device(args.device)
-    use_cpu_cores(Settings(), device)
-    pils = [image(i) for i in range(args.n)]
-    arrays = [np.asarray(im) for im in pils]
-    batch = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1) for a in arrays]).to(device)
-    vips_images = [pyvips.Image.new_from_memory(a.tobytes(), a.shape[1], a.shape[0], 3, "uchar") for a in arrays]
-    wanted = [name for name in args.only.split(",") if name] or list(REGISTRY)
+    with worker_kernels(Settings(), device):  # as in a job of the worker
+        pils = [image(i) for i in range(args.n)]
+        arrays = [np.asarray(im) for im in pils]
+        batch = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1) for a in arrays]).to(device)
+        vips_images = [pyvips.Image.new_from_memory(a.tobytes(), a.shape[1], a.shape[0], 3, "uchar") for a in arrays]
+        wanted = [name for name in args.only.split(",") if name] or list(REGISTRY)
 
-    print(f"{args.n} x 1920x1080 RGB, ms per image, median of {args.repeats} "
-          f"(ours on {device}, torch threads {torch.get_num_threads()})")
-    print(f"{'operation':<12} {'params':<46} {'ours':>8} {'Pillow':>8} {'pyvips':>8}")
-    for name in wanted:
-        rows = PARAMS.get(name, REGISTRY[name].examples[0])
-        for params in rows if isinstance(rows, list) else [rows]:
-            _row(name, params, device, batch, pils, vips_images, args)
+        print(f"{args.n} x 1920x1080 RGB, ms per image, median of {args.repeats} "
+              f"(ours on {device}, torch threads {torch.get_num_threads()})")
+        print(f"{'operation':<12} {'params':<46} {'ours':>8} {'Pillow':>8} {'pyvips':>8}")
+        for name in wanted:
+            rows = PARAMS.get(name, REGISTRY[name].examples[0])
+            for params in rows if isinstance(rows, list) else [rows]:
+                _row(name, params, device, batch, pils, vips_images, args)
 
 
 def _row(name, params, device, batch, pils, vips_images, args) -> None:

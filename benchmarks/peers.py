@@ -299,10 +299,10 @@ def task_job(args) -> dict[str, Any]:
     if args.peer.startswith("ours-"):
         import torch
 
-        from gpu_worker import cpu_pool
+        from gpu_worker.runtime import get_runtime
 
         out["torch_threads"] = torch.get_num_threads()
-        out["cpu_image_threads"] = cpu_pool.threads()
+        out["cpu_image_threads"] = get_runtime().runner.policy.pool.threads
     return out
 
 

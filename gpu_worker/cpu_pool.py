@@ -3,9 +3,9 @@
 Why not torch's own intra-op threads: they split every kernel across the cores and wait for each
 other at its end, so one descheduled thread stalls them all when another process is busy on a
 core (BENCHMARKS.md, "a busy machine"). Whole images on separate threads never wait for each
-other: a busy core slows only the images on it. The worker's runtime turns this on
-(``gpu_worker.runtime.use_cpu_cores``); a library user who never calls :func:`use_threads` gets
-a plain loop, with torch's threads left as they are.
+other: a busy core slows only the images on it. The worker's device policy picks its pool from the
+settings (``CPU_THREADS``; ``gpu_worker.stages.policy``) and hands it to the stages that use it;
+the library (``Pipeline``) runs images one by one, with torch's threads left as they are.
 
 Between torch calls a thread needs Python's interpreter lock, so many short calls scale badly
 over threads; the resize, most of the work, runs its chunk loops compiled by TorchScript, without
@@ -16,6 +16,8 @@ JPEG unless nvjpeg encodes them) and decodes JPEG with CUDA_JPEG_CODEC=libjpeg.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import math
 import os
 import threading
@@ -25,10 +27,7 @@ from typing import Callable, Iterable, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-_pool: ThreadPoolExecutor | None = None
-_count = 1  # threads of _pool (1: no pool)
-_lock = threading.Lock()
-_inside = threading.local()  # set on the pool's own threads
+_inside = threading.local()  # set on every pool's own threads
 
 
 def available_cores(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
@@ -52,36 +51,43 @@ def available_cores(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
     return cores
 
 
-def use_threads(count: int) -> None:
-    """Work on ``count`` images at once from now on; 1 (or less) means one by one, in the caller.
+class ImagePool:
+    """Works on ``threads`` images at once, each on one of its own threads; 1 means one by one,
+    in the caller. Get one with :func:`shared_pool`: pools are shared per thread count and live as
+    long as the process."""
 
-    Replaces any earlier pool; work already submitted to it finishes.
-    """
-    global _pool, _count
-    with _lock:
-        old, _pool, _count = _pool, None, max(1, count)
-        if count > 1:
-            _pool = ThreadPoolExecutor(count, thread_name_prefix="cpu-image", initializer=_mark_inside)
-    if old is not None:
-        old.shutdown(wait=False)
+    def __init__(self, threads: int):
+        self.threads = max(1, threads)
+        self._executor = None
+        if self.threads > 1:
+            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="cpu-image", initializer=_mark_inside)
+
+    def map(self, work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``[work(item) for item in items]``, in order, on the pool's threads when it has them.
+
+        Each item runs in a copy of the caller's context (its ``contextvars``: the kernels' context,
+        ``kernels.context``). The first exception raised by ``work`` propagates, as in a loop
+        (the other items still run). A call from a pool's own threads runs inline, so nested
+        calls cannot deadlock.
+        """
+        items = list(items)
+        if self._executor is None or len(items) <= 1 or getattr(_inside, "flag", False):
+            return [work(item) for item in items]
+        calls = [(contextvars.copy_context(), item) for item in items]
+        return list(self._executor.map(lambda call: call[0].run(work, call[1]), calls))
+
+    def __repr__(self) -> str:
+        return f"ImagePool(threads={self.threads})"
 
 
-def threads() -> int:
-    """How many images :func:`map_images` works on at once."""
-    return _count
+@functools.lru_cache(maxsize=None)
+def shared_pool(threads: int) -> ImagePool:
+    """The process's pool of ``threads`` threads (made on first use)."""
+    return ImagePool(threads)
 
 
-def map_images(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """``[work(item) for item in items]``, in order, on the pool's threads when there is one.
-
-    The first exception raised by ``work`` propagates, as in a loop (the other items still run).
-    A call from one of the pool's own threads runs inline, so nested calls cannot deadlock.
-    """
-    items = list(items)
-    pool = _pool
-    if pool is None or len(items) <= 1 or getattr(_inside, "flag", False):
-        return [work(item) for item in items]
-    return list(pool.map(work, items))
+#: Images one by one, in the caller: the library's default (``Pipeline``).
+ONE_BY_ONE = shared_pool(1)
 
 
 def _mark_inside() -> None:

@@ -16,7 +16,7 @@ in it its outputs. Anything left queued is led by one of the callers still waiti
 
 Used as the job runner's executor::
 
-    batcher = CrossJobBatcher(settings.batch_wait_ms, settings.batch_max_pixels)
+    batcher = CrossJobBatcher(settings.batch_wait_ms, settings.batch_max_pixels, policy.pool)
     ran = batcher(plan, images)   # from many job threads at once
     ran.outputs, ran.stacked      # one output per image; images in the kernel call that made it
 """
@@ -32,6 +32,7 @@ from typing import Hashable, Optional, Sequence
 import torch
 
 from gpu_worker import per_sample
+from gpu_worker.cpu_pool import ONE_BY_ONE, ImagePool
 from gpu_worker.errors import JobError
 from gpu_worker.plan import Plan
 from gpu_worker.stacking import Ran, run_images
@@ -89,6 +90,7 @@ class CrossJobBatcher:
         max_pixels: most input pixels (H x W per image, summed over the stack) in one kernel
             call; a batch runs as soon as its bucket holds that many. A single image larger than
             this runs alone. 0 means no limit.
+        pool: the host threads a batch on the CPU runs its images on, one per thread.
 
     Thread-safe: call it from any number of threads. Each call blocks until all of its images
     have run and returns :class:`~gpu_worker.stacking.Ran` in input order; if a batch holding
@@ -96,11 +98,12 @@ class CrossJobBatcher:
     Outputs are views into their batch's output tensor, disjoint from every other caller's.
     """
 
-    def __init__(self, wait_ms: float, max_pixels: int):
+    def __init__(self, wait_ms: float, max_pixels: int, pool: ImagePool = ONE_BY_ONE):
         if wait_ms < 0 or max_pixels < 0:
             raise ValueError(f"wait_ms and max_pixels must not be negative, got {wait_ms!r} and {max_pixels!r}")
         self.wait_ms = float(wait_ms)
         self.max_pixels = int(max_pixels)
+        self.pool = pool
         self._wait_s = self.wait_ms / 1000.0
         # One lock guards every bucket, call and counter; the conditions below all share it,
         # so every check-then-wait is atomic and no notify can fall between check and wait.
@@ -233,7 +236,7 @@ class CrossJobBatcher:
         try:
             images = [entry.image for entry in batch]
             bound = per_sample.merge([entry.plan.bind(bucket.shape) for entry in batch])
-            outputs = run_images(bound, images)
+            outputs = run_images(bound, images, pool=self.pool)
         except BaseException as exc:  # noqa: BLE001 - every caller in the batch must hear of it
             error = exc
         callers = {entry.call for entry in batch}

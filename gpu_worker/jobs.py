@@ -8,7 +8,8 @@ batched (nvjpeg), operations stacked by ``(plan, shape)`` (plans that differ onl
 parameters, such as brightness, stack together: gpu_worker.per_sample) and nvjpeg's JPEG encode
 batched; on the CPU, and for what is encoded on the host, each image alone, several at once on
 the threads of :mod:`gpu_worker.cpu_pool`. Batch jobs go to the device in chunks whose decode, operations
-and encode overlap (:mod:`gpu_worker.overlap`); which codec runs where is decided once, by
+and encode overlap (:mod:`gpu_worker.overlap`); which codec runs where, on which host threads, and
+how the kernels run (:mod:`kernels.context`, entered around each job) is decided once, by
 :class:`~gpu_worker.stages.policy.DevicePolicy`.
 
 Everything before decode is cheap and refuses a job that would fail: schema, operations, limits
@@ -36,6 +37,7 @@ from gpu_worker.stages.deliver import error_response
 from gpu_worker.stages.device import OpsExecutor
 from gpu_worker.stages.item import Item, each, live
 from gpu_worker.stages.policy import DevicePolicy
+from kernels import context as kernel_context
 
 __all__ = ["JobRunner", "Progress", "error_response"]
 
@@ -53,14 +55,17 @@ class JobRunner:
         cache: result cache; default: one of ``settings.cache_max_bytes`` (none when 0).
         journal: where each job's stages are recorded for a supervising process
             (gpu_worker.crash_journal); default: nowhere.
+        policy: where the work runs; default: decided from ``settings`` and ``device``.
     """
 
     def __init__(self, settings: Settings, device: torch.device, executor: OpsExecutor | None = None,
-                 cache: ResultCache | None = None, journal: CrashJournal | NullJournal = NO_JOURNAL):
+                 cache: ResultCache | None = None, journal: CrashJournal | NullJournal = NO_JOURNAL,
+                 policy: DevicePolicy | None = None):
         self.settings = settings
         self.device = device
-        self.policy = DevicePolicy.decide(settings, device)
-        self.executor = executor or (lambda plan, images: run_plan_counted(plan, images, settings.batch_max_pixels))
+        self.policy = policy = policy or DevicePolicy.decide(settings, device)
+        self.executor = executor or (
+            lambda plan, images: run_plan_counted(plan, images, settings.batch_max_pixels, policy.pool))
         if cache is None and settings.cache_max_bytes > 0:
             cache = ResultCache(settings.cache_max_bytes)
         self.cache = cache
@@ -80,7 +85,7 @@ class JobRunner:
                 items = [Item(i, f"images[{i}]", raw) for i, raw in enumerate(raws)]
             else:
                 items = [Item(0, "input", job_input)]
-            with self.journal.job(job_id):
+            with self.journal.job(job_id), kernel_context.using(self.policy.kernels):
                 timings = self._run_items(items, job_id, progress)
         except JobError as exc:
             return error_response(str(exc))
@@ -105,7 +110,8 @@ class JobRunner:
         timings = dict.fromkeys(("fetch", "decode", "ops", "encode", "upload"), 0.0)
         each(items, "validate", intake.validate, settings)
         timings["fetch"] = _timed(staged("fetch", intake.load_resources), items, settings, self.device)
-        timings["fetch"] += _timed(staged("fetch", intake.fetch_all), live(items), settings, self.cache is not None)
+        timings["fetch"] += _timed(staged("fetch", intake.fetch_all), live(items), settings, self.cache is not None,
+                                   self.policy.pool)
         each(items, "probe", staged("probe", intake.probe_item), settings)
         intake.check_batch_pixels(items, settings)
         if self.cache is not None:

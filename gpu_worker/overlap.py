@@ -16,10 +16,14 @@ output without waiting for the work queued on its stream (pytorch/vision#9606): 
 be given memory that no queued kernel still reads. Encodes on the GPU (nvjpeg) stay in the job's
 thread: torchvision's nvjpeg encoder has a history of corrupt files when called beside other
 threads' kernels (pytorch/vision#8587, #9060).
+
+The helpers run their work in a copy of the calling thread's context, so the kernels they call
+(the ICC conversion at decode) run as the job's (:mod:`kernels.context`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Hashable, Iterator, Sequence, TypeVar
@@ -77,7 +81,7 @@ def run_chunks(chunks: Sequence[Chunk], decode: Decode, run: Stage, encode: Stag
             totals["ops"] += _timed(run, chunk)
             catch_up()
             if encode_behind(chunk) and len(chunks) > 1:
-                behind = (chunk, encoder.submit(_timed, encode, chunk))
+                behind = (chunk, _submit(encoder, _timed, encode, chunk))
             else:
                 totals["encode"] += _timed(encode, chunk)
                 done(chunk)
@@ -99,11 +103,11 @@ def decoded_ahead(chunks: Sequence[Chunk], decode: Decode, device: torch.device)
             yield chunk, _decode_for(consumer, decode, chunk)
         return
     with ThreadPoolExecutor(1, thread_name_prefix="decode-ahead") as helper:
-        pending = helper.submit(_decode_for, consumer, decode, chunks[0])
+        pending = _submit(helper, _decode_for, consumer, decode, chunks[0])
         for index, chunk in enumerate(chunks):
             decode_ms = pending.result()
             if index + 1 < len(chunks):
-                pending = helper.submit(_decode_for, consumer, decode, chunks[index + 1])
+                pending = _submit(helper, _decode_for, consumer, decode, chunks[index + 1])
             yield chunk, decode_ms
 
 
@@ -120,6 +124,11 @@ def _decode_for(consumer: torch.cuda.Stream | None, decode: Decode, chunk: Chunk
         for tensor in made:
             tensor.record_stream(consumer)
     return (time.perf_counter() - started) * 1000
+
+
+def _submit(executor: ThreadPoolExecutor, work: Callable[..., float], *args) -> Future[float]:
+    """``executor.submit(work, *args)``, run in a copy of this thread's context."""
+    return executor.submit(contextvars.copy_context().run, work, *args)
 
 
 def _timed(stage: Stage, chunk: Chunk) -> float:

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence, Union
 import torch
 
 from gpu_worker import per_sample
-from gpu_worker.cpu_pool import map_images
+from gpu_worker.cpu_pool import ONE_BY_ONE, ImagePool
 from gpu_worker.errors import JobError
 from gpu_worker.plan import BoundPlan, Plan
 
@@ -133,27 +133,28 @@ def _output(shape: torch.Size, device: torch.device) -> torch.Tensor:
     return out
 
 
-def run_images(bound: BoundPlan, images: Sequence[torch.Tensor],
-               max_batch_pixels: int | None = None) -> list[Outcome]:
+def run_images(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None,
+               pool: ImagePool = ONE_BY_ONE) -> list[Outcome]:
     """Run a bound plan on same-shaped uint8 ``(C, H, W)`` images; one output per image.
 
     On CUDA they are stacked and run as one ``(B, C, H, W)`` call (:func:`run_stack`). On the CPU
     each runs alone and nothing is stacked: stacking copies every decoded pixel to save kernel
-    launches the CPU does not have; several images run at once when the worker's runtime set up
-    :mod:`gpu_worker.cpu_pool`. When the plan ends in a data-dependent step, that step runs once
+    launches the CPU does not have; several images run at once on ``pool``'s threads
+    (:mod:`gpu_worker.cpu_pool`). When the plan ends in a data-dependent step, that step runs once
     on the whole stack and the operations after it run as their own plan (:func:`run_plan_counted`,
     ``max_batch_pixels`` per stack), so an output may be a JobError (see :data:`Outcome`).
     """
     if images[0].device.type != "cpu":
-        return run_stacked(bound, images, max_batch_pixels)
+        return run_stacked(bound, images, max_batch_pixels, pool)
     own = per_sample.each(bound, len(images))  # each image's own plan: its values as numbers
     if bound.rest is None:
-        return map_images(lambda i: own[i].run_fixed(images[i].unsqueeze(0))[0], range(len(images)))
-    pieces = map_images(lambda i: own[i].split(own[i].run_fixed(images[i].unsqueeze(0)))[0], range(len(images)))
-    return run_plan_counted(bound.rests(len(images)), pieces, max_batch_pixels).outputs
+        return pool.map(lambda i: own[i].run_fixed(images[i].unsqueeze(0))[0], range(len(images)))
+    pieces = pool.map(lambda i: own[i].split(own[i].run_fixed(images[i].unsqueeze(0)))[0], range(len(images)))
+    return run_plan_counted(bound.rests(len(images)), pieces, max_batch_pixels, pool).outputs
 
 
-def run_stacked(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None) -> list[Outcome]:
+def run_stacked(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None,
+                pool: ImagePool = ONE_BY_ONE) -> list[Outcome]:
     """:func:`run_images` as it runs on CUDA, on any device: the images stacked, one call per op
     (:func:`run_stack`), a data-dependent step once on the whole stack, equal shapes after it
     stacked again (on the CPU that second stage runs image by image)."""
@@ -161,7 +162,7 @@ def run_stacked(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixe
     out = run_stack(bound, stack)
     if bound.rest is None:
         return list(out.unbind(0))
-    return run_plan_counted(bound.rests(len(images)), _split(bound, out), max_batch_pixels).outputs
+    return run_plan_counted(bound.rests(len(images)), _split(bound, out), max_batch_pixels, pool).outputs
 
 
 def _split(bound: BoundPlan, stack: torch.Tensor) -> list[torch.Tensor]:
@@ -175,8 +176,9 @@ def _split(bound: BoundPlan, stack: torch.Tensor) -> list[torch.Tensor]:
 
 
 def run_plan_counted(plan: Plan | Sequence[Plan], images: Sequence[torch.Tensor],
-                     max_batch_pixels: int | None = None) -> Ran:
-    """Run ``plan`` on images ``(C, H, W)`` uint8 (all on one device), batched by shape.
+                     max_batch_pixels: int | None = None, pool: ImagePool = ONE_BY_ONE) -> Ran:
+    """Run ``plan`` on images ``(C, H, W)`` uint8 (all on one device), batched by shape; on the
+    CPU, image by image on ``pool``'s threads (:func:`run_images`).
 
     ``plan`` is one plan for every image, or one per image: images whose plans differ only in
     per-sample parameters stack together (gpu_worker.per_sample).
@@ -200,7 +202,7 @@ def run_plan_counted(plan: Plan | Sequence[Plan], images: Sequence[torch.Tensor]
             own = dict(zip(members, bounds))
             for chunk in chunks(members, shape[1] * shape[2], max_batch_pixels):
                 bound = per_sample.merge([own[i] for i in chunk])
-                for i, image in zip(chunk, run_images(bound, [images[i] for i in chunk], max_batch_pixels)):
+                for i, image in zip(chunk, run_images(bound, [images[i] for i in chunk], max_batch_pixels, pool)):
                     outputs[i], stacked[i] = image, len(chunk)
     return Ran(outputs, stacked)  # type: ignore[arg-type]
 

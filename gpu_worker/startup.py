@@ -11,7 +11,7 @@ from gpu_worker.codecs import decode_batch, encode
 from gpu_worker.config import Settings
 from gpu_worker.plan import compile_plan
 from gpu_worker.runtime import Runtime, build_runtime, set_runtime
-from kernels import resize_cuda
+from kernels import context as kernel_context, resize_cuda
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,12 @@ def warm_up(runtime: Runtime) -> float:
     decoded = decode_batch([jpeg], runtime.device)[0]
     if isinstance(decoded, Exception):
         raise decoded
-    out = compile_plan(WARMUP_PLAN).bind(tuple(decoded.shape))(decoded.unsqueeze(0))
+    with kernel_context.using(runtime.runner.policy.kernels):
+        out = compile_plan(WARMUP_PLAN).bind(tuple(decoded.shape))(decoded.unsqueeze(0))
     encode(out, "JPEG", 85)
     if runtime.device.type == "cuda":
-        # Compiles the resize passes (nothing when off or done), by default in the background.
-        resize_cuda.warm_up(runtime.device, background=runtime.settings.cuda_compile == 1)
+        if runtime.settings.cuda_compile:  # the resize passes (nothing when done), by default in the background
+            resize_cuda.warm_up(runtime.device, background=runtime.settings.cuda_compile == 1)
         torch.cuda.synchronize(runtime.device)
     return (time.perf_counter() - started) * 1000
 

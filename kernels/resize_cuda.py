@@ -13,7 +13,9 @@ size of 1 (one plane, one output row), which it specialises. The first call in a
 it at worker start, by default on a background thread: until it is done, calls return None and
 the caller runs the eager loop, so the worker takes jobs without waiting for the compiler. Where
 compiling fails (no Triton, no C compiler for Triton's launcher) a warning is logged once and
-``compiled_pass`` returns None from then on.
+``compiled_pass`` returns None from then on, in the whole process. A caller that wants the eager
+loop (the worker with ``CUDA_COMPILE=0``) says so in its kernel context
+(``kernels.context.KernelContext.compiled_resize``).
 """
 
 from __future__ import annotations
@@ -25,25 +27,21 @@ import warnings
 
 import torch
 
+from .context import current
 from .resize_weights import HALF, PRECISION_BITS
 
 log = logging.getLogger(__name__)
 
-_enabled = True
+_failed = False  # compiling failed in this process: the eager loop from then on
 _lock = threading.Lock()  # calls into Dynamo, one at a time (see compiled_pass)
 _compiled: dict[int, object] = {}  # dim -> compiled function
 _background: threading.Thread | None = None  # the warm-up's compile, when it runs in the background
 _compiling = threading.Event()  # set while it runs: calls go to the eager loop meanwhile
 
 
-def set_enabled(enabled: bool) -> None:
-    """Use the compiled passes on CUDA (the default), or the eager tap loop."""
-    global _enabled
-    _enabled = enabled
-
-
-def enabled() -> bool:
-    return _enabled
+def compile_failed() -> bool:
+    """Whether compiling failed in this process (every call runs the eager loop since)."""
+    return _failed
 
 
 def gather_sum_rows(planes: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -68,7 +66,7 @@ def compiled_pass(planes: torch.Tensor, index: torch.Tensor, weight: torch.Tenso
     """The pass along ``dim`` (1: rows, 2: columns) of CUDA ``planes`` by the compiled kernel, or
     None where it is turned off, cannot compile, or is being compiled in the background (the
     caller then runs the eager loop)."""
-    if not _enabled or _compiling.is_set():
+    if _failed or _compiling.is_set() or not current().compiled_resize:
         return None
     return _run(planes, index, weight, dim)
 
@@ -78,7 +76,7 @@ def _run(planes: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, dim: i
     # concurrent jobs run their stacks on several threads. A call only checks its guards and
     # launches the kernel, so the lock is held for microseconds (seconds only while compiling).
     with _lock:
-        if not _enabled:  # another thread's compile failed meanwhile
+        if _failed:  # another thread's compile failed meanwhile
             return None
         function = _compiled.get(dim)
         if function is None:
@@ -97,20 +95,20 @@ def _compile_and_run(planes: torch.Tensor, index: torch.Tensor, weight: torch.Te
     except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager loop still works
         log.warning("torch.compile failed for the resize passes, running them eagerly: %s: %s",
                     type(exc).__name__, str(exc)[:300])
-        set_enabled(False)
+        _give_up()
         return None
     _compiled[dim] = function
     return out
 
 
 def warm_up(device: torch.device, background: bool = False) -> None:
-    """Compile both passes on ``device`` (nothing to do when off or done already).
+    """Compile both passes on ``device`` (nothing to do when done already, or after a failure).
 
     ``background``: compile on a daemon thread and return at once; until it is done,
     :func:`compiled_pass` returns None (the eager loop runs). :func:`wait_until_compiled` waits.
     """
     global _background
-    if not _enabled or {1, 2} <= set(_compiled) or _compiling.is_set():
+    if _failed or {1, 2} <= set(_compiled) or _compiling.is_set():
         return
     if not background:
         _compile_both(device)
@@ -133,12 +131,18 @@ def _compile_in_background(device: torch.device) -> None:
         _compile_both(device)
     except Exception:  # noqa: BLE001 - the eager loop still works; say why the compile stopped
         log.exception("compiling the resize passes in the background failed; running them eagerly")
-        set_enabled(False)
+        _give_up()
     finally:
         _compiling.clear()
-    if _enabled:
+    if not _failed:
         log.info("resize passes compiled in %.1f s (in the background); jobs use them from now on",
                  time.perf_counter() - started)
+
+
+def _give_up() -> None:
+    """Compiling failed: every later call runs the eager loop."""
+    global _failed
+    _failed = True
 
 
 def _compile_both(device: torch.device) -> None:

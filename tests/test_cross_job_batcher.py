@@ -63,13 +63,13 @@ class RecordingRunStack:
         self._real = batcher_module.run_images
         monkeypatch.setattr(batcher_module, "run_images", self)
 
-    def __call__(self, bound, images):
+    def __call__(self, bound, images, **options):
         shape = (len(images), *images[0].shape)
         with self._lock:
             self.calls.append((bound, shape))
         if self.fail_on is not None and shape[1:] == self.fail_on:
             raise RuntimeError(f"kernel failed on {self.fail_on}")
-        return self._real(bound, images)
+        return self._real(bound, images, **options)
 
 
 def test_concurrent_calls_share_one_kernel_call_and_match_running_alone(monkeypatch):

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from conftest import cuda_only
-from kernels import resize_cpu, resize_cuda, resize_weights
+from kernels import context as kernel_context, resize_cpu, resize_cuda, resize_weights
+from kernels.context import KernelContext
 from kernels.resize import RESAMPLING_FILTERS, resize
 from photos import COLOR_PHOTOS, max_abs_diff, photo, pil_array, sample, to_array, to_tensor
 from tolerances import PILLOW_ATOL
@@ -288,29 +289,24 @@ def test_gather_sum_passes_equal_the_tap_loop(device, seed):
 @pytest.mark.cuda
 def test_cuda_resize_runs_the_compiled_passes_and_matches_the_eager_loop():
     image = to_tensor(sample("RGBA", (203, 131))).cuda()  # premultiplied, both passes
-    was = resize_cuda.enabled()
-    try:
-        resize_cuda.set_enabled(True)
-        compiled = resize(image, (60, 97), "lanczos")
-        assert resize_cuda.enabled() and set(resize_cuda._compiled) == {1, 2}, "torch.compile fell back to eager"
-        resize_cuda.set_enabled(False)
+    compiled = resize(image, (60, 97), "lanczos")
+    assert not resize_cuda.compile_failed() and set(resize_cuda._compiled) == {1, 2}, "torch.compile fell back to eager"
+    with kernel_context.using(KernelContext(compiled_resize=False)):  # the worker with CUDA_COMPILE=0
         eager = resize(image, (60, 97), "lanczos")
-    finally:
-        resize_cuda.set_enabled(was)
     assert torch.equal(compiled, eager)
 
 
 @pytest.fixture
 def fresh_compiled_passes():
     """kernels.resize_cuda with nothing compiled yet; its state is restored afterwards."""
-    was_enabled, was_compiled = resize_cuda.enabled(), dict(resize_cuda._compiled)
+    was_failed, was_compiled = resize_cuda._failed, dict(resize_cuda._compiled)
     resize_cuda._compiled.clear()
-    resize_cuda.set_enabled(True)
+    resize_cuda._failed = False
     yield resize_cuda
     assert resize_cuda.wait_until_compiled(timeout_s=120)
     resize_cuda._compiled.clear()
     resize_cuda._compiled.update(was_compiled)
-    resize_cuda.set_enabled(was_enabled)
+    resize_cuda._failed = was_failed
 
 
 def _pass_inputs(dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -338,7 +334,7 @@ def test_a_background_compile_leaves_calls_to_the_eager_loop_until_it_is_done(fr
     resize_cuda.warm_up(torch.device("cpu"), background=True)  # a second warm-up (fitness check) waits for nothing
     gate.set()
     assert resize_cuda.wait_until_compiled(timeout_s=120)
-    assert resize_cuda.enabled() and set(resize_cuda._compiled) == {1, 2}
+    assert not resize_cuda.compile_failed() and set(resize_cuda._compiled) == {1, 2}
     assert torch.equal(resize_cuda.compiled_pass(*rows, 1), resize_cuda.gather_sum_rows(*rows))
     assert torch.equal(resize_cuda.compiled_pass(*cols, 2), resize_cuda.gather_sum_cols(*cols))
 
@@ -352,7 +348,7 @@ def test_a_background_compile_that_fails_leaves_the_eager_loop_on(fresh_compiled
         resize_cuda.warm_up(torch.device("cpu"), background=True)
         assert resize_cuda.wait_until_compiled(timeout_s=60)
     assert "torch.compile failed for the resize passes" in caplog.text
-    assert not resize_cuda.enabled() and resize_cuda.compiled_pass(*_pass_inputs(2), 2) is None
+    assert resize_cuda.compile_failed() and resize_cuda.compiled_pass(*_pass_inputs(2), 2) is None
 
 
 def test_compiled_passes_from_several_threads_equal_the_eager_sum(fresh_compiled_passes):
@@ -379,7 +375,12 @@ def test_compiled_passes_from_several_threads_equal_the_eager_sum(fresh_compiled
     for thread in threads:
         thread.join()
     assert not failures
-    assert resize_cuda.enabled() and set(resize_cuda._compiled) == {1, 2}
+    assert not resize_cuda.compile_failed() and set(resize_cuda._compiled) == {1, 2}
+    # A caller whose context asks for the eager loop gets None (its caller runs the loop).
+    planes, index, weight = _pass_inputs(2)
+    assert resize_cuda.compiled_pass(planes, index, weight, 2) is not None
+    with kernel_context.using(KernelContext(compiled_resize=False)):
+        assert resize_cuda.compiled_pass(planes, index, weight, 2) is None
 
 
 def test_a_compiler_that_fails_turns_the_compiled_passes_off(fresh_compiled_passes, monkeypatch, caplog):
@@ -391,5 +392,5 @@ def test_a_compiler_that_fails_turns_the_compiled_passes_off(fresh_compiled_pass
     with caplog.at_level("WARNING", logger="kernels.resize_cuda"):
         assert resize_cuda.compiled_pass(planes, index, weight, 2) is None
     assert "torch.compile failed for the resize passes" in caplog.text and "C compiler" in caplog.text
-    assert not resize_cuda.enabled() and not resize_cuda._compiled
+    assert resize_cuda.compile_failed() and not resize_cuda._compiled
     assert resize_cuda.compiled_pass(planes, index, weight, 2) is None  # off: no second attempt

@@ -11,7 +11,6 @@ import torch
 from gpu_worker.analysis import analyze
 from gpu_worker.stacking import Ran
 from gpu_worker.codecs import decode_batch
-from gpu_worker.cpu_pool import map_images
 from gpu_worker.errors import JobError
 from gpu_worker.plan import Plan
 from gpu_worker.stages.color import convert_sources, profile_to_keep
@@ -34,9 +33,9 @@ def decode_chunk(items: list[Item], policy: DevicePolicy) -> list[torch.Tensor]:
     if not todo:
         return []
     stills = [item for item in todo if not frames.is_stack(item)]
-    map_images(lambda item: frames.decode(item, policy.device), [item for item in todo if frames.is_stack(item)])
-    if policy.decodes_on_host:  # one image per call, several at once (gpu_worker.cpu_pool)
-        decoded = map_images(lambda item: _decode([item], policy)[0], stills)
+    policy.pool.map(lambda item: frames.decode(item, policy.device), [item for item in todo if frames.is_stack(item)])
+    if policy.decodes_on_host:  # one image per call, several at once (policy.pool)
+        decoded = policy.pool.map(lambda item: _decode([item], policy)[0], stills)
     else:  # one batched call (nvjpeg)
         decoded = _decode(stills, policy) if stills else []
     for item, image in zip(stills, decoded):
@@ -112,7 +111,7 @@ def _results_to_host(items: list[Item], policy: DevicePolicy) -> None:
 
 def encode_chunk(items: list[Item], policy: DevicePolicy) -> None:
     """Encode on the GPU with nvjpeg, batched, what is encoded there; everything else one image
-    per call on the host, several at once (gpu_worker.cpu_pool)."""
+    per call on the host, several at once (``policy.pool``)."""
     on_gpu: dict[tuple, list[Item]] = {}  # one batched call per output settings, shape and device
     on_host: list[Item] = []
     for item in live(items):  # (a result too large for the GPU stays on the host: gpu_worker.stacking)
@@ -123,7 +122,7 @@ def encode_chunk(items: list[Item], policy: DevicePolicy) -> None:
             on_host.append(item)
     for group in on_gpu.values():
         _encode(group, nvjpeg=True)
-    map_images(lambda item: _encode([item], nvjpeg=False), on_host)
+    policy.pool.map(lambda item: _encode([item], nvjpeg=False), on_host)
 
 
 def _encode(group: list[Item], nvjpeg: bool) -> None:

@@ -13,7 +13,7 @@ from gpu_worker.cache import ResultCache
 from gpu_worker.codecs import check_pixels, probe
 from gpu_worker.color_management import profile_for
 from gpu_worker.config import Settings
-from gpu_worker.cpu_pool import map_images
+from gpu_worker.cpu_pool import ImagePool
 from gpu_worker.errors import InvalidInput, JobError, LimitExceeded
 from gpu_worker.fetch import fetch_source
 from gpu_worker.formats import OUTPUT_FORMATS
@@ -59,14 +59,15 @@ def load_resources(items: list[Item], settings: Settings, device: torch.device) 
             item.plan = item.plan.with_resources(loaded)
 
 
-def fetch_all(items: list[Item], settings: Settings, digests: bool) -> None:
-    """Every live item's source bytes -> ``data`` (and ``digest`` when ``digests``)."""
+def fetch_all(items: list[Item], settings: Settings, digests: bool, pool: ImagePool) -> None:
+    """Every live item's source bytes -> ``data`` (and ``digest`` when ``digests``, on ``pool``'s
+    threads)."""
     # Decoding base64 text takes microseconds, less than handing it to a thread; downloads wait
     # on the network.
     each([item for item in items if item.spec.image.url is None], "fetch", fetch, settings)
     each_threaded([item for item in items if item.spec.image.url is not None], "fetch", fetch, settings)
     if digests:  # SHA-256 lets go of the interpreter lock: on the pool's threads
-        map_images(_digest, live(items))
+        pool.map(_digest, live(items))
 
 
 def fetch(item: Item, settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""Which codec runs where, decided once from the settings and the device."""
+"""Where a job's work runs (which codec where, on which host threads, how the kernels run),
+decided once from the settings and the device."""
 
 from __future__ import annotations
 
@@ -7,16 +8,24 @@ from dataclasses import dataclass
 import torch
 
 from gpu_worker.config import Settings
+from gpu_worker.cpu_pool import ImagePool, available_cores, shared_pool
 from gpu_worker.stages.item import Item, live
+from kernels.context import KernelContext
 
 
 @dataclass(frozen=True)
 class DevicePolicy:
-    """Where a job's decodes and encodes run.
+    """Where a job's decodes, operations and encodes run.
 
     Attributes:
         device: where decode, operations and encode put their tensors.
-        decodes_on_host: decode one image per call on the host's threads (gpu_worker.cpu_pool):
+        pool: the host's threads (``CPU_THREADS``, default: every core this process may use):
+            images run on them one per thread (gpu_worker.cpu_pool). On the CPU they run the
+            operations and the codecs; on CUDA, the codecs that run on the host.
+        kernels: how the kernels run (kernels.context), entered around each job: on the CPU, a
+            lone image's kernel is spread over ``pool`` in pieces; on CUDA the resize passes
+            are compiled unless ``CUDA_COMPILE=0``.
+        decodes_on_host: decode one image per call on the host's threads (``pool``):
             on the CPU, and on CUDA with ``CUDA_JPEG_CODEC=libjpeg``. Otherwise the JPEGs of a
             chunk go to nvjpeg in one batched call.
         nvjpeg_encodes: JPEG results are encoded by nvjpeg on the GPU, batched
@@ -24,13 +33,19 @@ class DevicePolicy:
     """
 
     device: torch.device
+    pool: ImagePool
+    kernels: KernelContext
     decodes_on_host: bool
     nvjpeg_encodes: bool
 
     @classmethod
     def decide(cls, settings: Settings, device: torch.device) -> "DevicePolicy":
         cuda = device.type == "cuda"
-        return cls(device=device,
+        pool = shared_pool(settings.cpu_threads or available_cores())
+        spread = not cuda and pool.threads > 1  # a lone image's pieces over the pool's threads
+        return cls(device=device, pool=pool,
+                   kernels=KernelContext(piece_map=pool.map if spread else None,
+                                         compiled_resize=bool(settings.cuda_compile)),
                    decodes_on_host=not cuda or settings.cuda_jpeg_codec == "libjpeg",
                    nvjpeg_encodes=cuda and settings.cuda_jpeg_codec == "nvjpeg")
 
