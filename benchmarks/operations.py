@@ -57,6 +57,7 @@ PARAMS: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
     "pixelate": {"size": 16},
     "trim": {"threshold": 40},
     "overlay": {"image": {"base64": base64.b64encode(watermark_file()).decode()}, "margin": 20, "opacity": 0.5},
+    "transpose": [{"method": "rotate_90"}, {"method": "rotate_180"}, {"method": "transpose"}],
     "pad": {"left": 40, "top": 40, "right": 40, "bottom": 40, "color": "#ffffff"},
     "fit": [{"width": 800, "height": 600, "mode": "crop"},
             {"width": 800, "height": 600, "mode": "cover"},
@@ -99,6 +100,14 @@ VIPS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "fit": lambda im, p: _vips_fit(im, p),
     "trim": lambda im, p: _vips_trim(im, p.get("threshold", 10)),
     "overlay": lambda im, p: _vips_overlay(im, p),
+    "transpose": lambda im, p: _VIPS_TRANSPOSE[p["method"]](im),
+}
+
+#: ``Image.transpose`` methods in libvips' terms (its ``rot90`` turns clockwise).
+_VIPS_TRANSPOSE: dict[str, Callable[[Any], Any]] = {
+    "flip_left_right": lambda im: im.fliphor(), "flip_top_bottom": lambda im: im.flipver(),
+    "rotate_90": lambda im: im.rot270(), "rotate_180": lambda im: im.rot180(), "rotate_270": lambda im: im.rot90(),
+    "transpose": lambda im: im.rot90().fliphor(), "transverse": lambda im: im.rot270().fliphor(),
 }
 
 

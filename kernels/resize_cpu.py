@@ -40,6 +40,7 @@ import torch
 
 from .parallel import map_pieces, split
 from .resize_weights import PRECISION_BITS, Span, pillow_coeffs
+from .transpose import transposed
 
 #: Input pixels one block's outputs are centred over, roughly: more outputs per block mean wider
 #: windows (more multiplications by zero), fewer mean smaller, slower matrix products.
@@ -214,8 +215,8 @@ def _gathered_width(planes: torch.Tensor, out_size: int, band: GatheredBand) -> 
     out = torch.empty((count, height, out_size), dtype=torch.uint8)
     rows = max(_WIDTH_BAND_MIN_ROWS, _WIDTH_BAND_ELEMENTS // (count * width))
     for top in range(0, height, rows):
-        part = _gathered_rows(_transposed(planes[:, top : top + rows]), out_size, band)
-        out[:, top : top + rows] = _transposed(part)
+        part = _gathered_rows(transposed(planes[:, top : top + rows]), out_size, band)
+        out[:, top : top + rows] = transposed(part)
     return out
 
 
@@ -429,24 +430,4 @@ def _gathered_rows(planes: torch.Tensor, out_size: int, band: GatheredBand) -> t
             _round_into(out[p0:p1, b0 * per_block : stop], sums.view(shape[0], -1, length)[:, : stop - b0 * per_block])
 
     map_pieces(run, split(chunks))
-    return out
-
-
-#: Side of the square tiles :func:`_transposed` copies: a whole-image strided copy touches a
-#: page per row for every output row and thrashed the TLB (BENCHMARKS.md, "Why the kernels' constants").
-_TILE = 256
-
-
-def _transposed(planes: torch.Tensor) -> torch.Tensor:
-    """``planes.transpose(1, 2)`` of ``(P, H, W)``, contiguous, in square tiles; runs of tile
-    columns go to :func:`map_pieces`."""
-    count, height, width = planes.shape
-    out = torch.empty((count, width, height), dtype=planes.dtype)
-
-    def run(columns: range) -> None:
-        for c in columns:
-            for r in range(0, height, _TILE):
-                out[:, c : c + _TILE, r : r + _TILE].copy_(planes[:, r : r + _TILE, c : c + _TILE].transpose(1, 2))
-
-    map_pieces(run, split(range(0, width, _TILE)))
     return out

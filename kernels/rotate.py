@@ -32,6 +32,7 @@ import torch
 from kernels._checks import check_images, has_alpha
 from kernels.parallel import map_pieces, split
 from kernels.resize import _premultiply, _unpremultiply
+from kernels.transpose import transpose
 
 #: Resampling filters ``rotate`` takes (Pillow's transform filters).
 ROTATE_FILTERS = ("nearest", "bilinear", "bicubic")
@@ -245,7 +246,7 @@ def rotate(images: torch.Tensor, angle: float, expand: bool = True, filter: str 
     if kind == "rot180":
         return images.flip(2, 3)
     if kind in ("rot90", "rot270"):
-        return torch.rot90(images, 1 if kind == "rot90" else -1, dims=(2, 3)).contiguous()
+        return transpose(images, "rotate_90" if kind == "rot90" else "rotate_270")
 
     premultiplied = filter != "nearest" and has_alpha(images)
     if batch == 0:
