@@ -108,12 +108,7 @@ def main(argv: list[str]) -> None:
     if torch is not None:
         info["torch_threads"] = torch.get_num_threads()
         info["torch_interop_threads"] = torch.get_num_interop_threads()
-    try:
-        from gpu_worker import cpu_pool
-
-        info["cpu_image_threads"] = cpu_pool.threads()
-    except (ImportError, AttributeError):
-        pass
+    info["cpu_image_threads"] = _image_threads()
     out.write(json.dumps(info) + "\n")
 
     for line in sys.stdin:
@@ -136,6 +131,23 @@ def main(argv: list[str]) -> None:
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
             answer = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
         out.write(json.dumps(answer) + "\n")
+
+
+def _image_threads() -> int | None:
+    """Images the worker runs at once on the CPU: its runner's pool (since a9a3376), else the
+    process-wide pool earlier commits had; None for a worker with neither."""
+    try:
+        from gpu_worker.runtime import get_runtime
+
+        return get_runtime().runner.policy.pool.threads
+    except (ImportError, AttributeError):
+        pass
+    try:
+        from gpu_worker import cpu_pool
+
+        return cpu_pool.threads()
+    except (ImportError, AttributeError):
+        return None
 
 
 if __name__ == "__main__":
