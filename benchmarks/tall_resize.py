@@ -4,7 +4,7 @@
 
 Each case is a photo-like JPEG decoded as the worker decodes it (libjpeg-turbo through
 torchvision: a channels-last tensor), then resized with :func:`kernels.resize` (Lanczos) on the
-CPU with the worker's thread settings (``use_cpu_cores``); the same pixels transposed (the wide
+CPU with the worker's thread settings (``worker_kernels``); the same pixels transposed (the wide
 layout, resized to the transposed size) and Pillow's ``Image.resize`` on the same file run beside
 it. Prints the median ms of each.
 """
