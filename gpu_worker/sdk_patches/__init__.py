@@ -60,12 +60,12 @@ from typing import Optional
 
 from gpu_worker.sdk_patches.redaction import MIN_BASE64_RUN, install_log_redaction, redact
 from gpu_worker.sdk_patches.shutdown import (
-    DEFAULT_SHUTDOWN_GRACE_S, SHUTDOWN_GRACE_ENV, report_failed, shutdown_grace_s,
+    DEFAULT_SHUTDOWN_GRACE_S, SHUTDOWN_GRACE_ENV, shutdown_grace_s,
 )
 
 __all__ = [
     "DEFAULT_SHUTDOWN_GRACE_S", "MIN_BASE64_RUN", "SDK_VERSION", "SHUTDOWN_GRACE_ENV", "draining_job_scaler",
-    "install", "install_drain_fix", "install_log_redaction", "redact", "report_failed", "shutdown_grace_s",
+    "install", "install_drain_fix", "install_log_redaction", "redact", "shutdown_grace_s",
 ]
 
 #: The runpod version these fixes were written against and tested with; installed only there.
