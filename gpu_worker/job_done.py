@@ -1,10 +1,10 @@
 """Report jobs FAILED to RunPod from outside the SDK's job loop, without the SDK.
 
-Two callers: :mod:`gpu_worker.supervisor` (the jobs a crashed worker held; it runs in a process
-that never imports runpod) and the bounded shutdown of :mod:`gpu_worker.sdk_patches` (the jobs
-unfinished when the grace period is over). Each needs only the SDK's job-done call, and calling it
-through the SDK's internals (``rp_http.send_result``, ``http_client.AsyncClientSession``) would
-tie both to one SDK version. This module sends what runpod 1.12.0's ``send_result`` sends for
+Two callers: :mod:`gpu_worker.supervisor` (the jobs a crashed worker held; the supervisor runs no
+job loop of its own) and the bounded shutdown of :mod:`gpu_worker.sdk_patches` (the jobs unfinished
+when the grace period is over). Each needs only the SDK's job-done call, and calling it through
+the SDK's internals (``rp_http.send_result``, ``http_client.AsyncClientSession``) would tie both to
+one SDK version. This module sends what runpod 1.12.0's ``send_result`` sends for
 ``{"error": message}``; ``tests/test_job_done.py`` posts one job each way to the fake queue
 (tests/fake_runpod.py) and compares the two requests, so a new SDK that changes the call fails
 there:

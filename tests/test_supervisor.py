@@ -127,7 +127,7 @@ def _supervise_dying_worker(env: dict) -> subprocess.CompletedProcess:
 
 def test_the_supervisor_posts_the_failures_as_the_sdk_would(tmp_path):
     """The jobs a dead worker held reach the queue as the SDK's job-done post: ``{"error": ...}``
-    to the job-done URL with the API key, ``isStream=false``; the supervisor never imports the SDK."""
+    to the job-done URL with the API key, ``isStream=false``; reporting them imports no SDK."""
     with FakeRunPodQueue() as queue:
         culprit, bystander = queue.add_job({}, job_id="culprit"), queue.add_job({}, job_id="bystander")
         done = _supervise_dying_worker(queue.env())
