@@ -11,7 +11,9 @@ SIGSEGV or SIGABRT, or SIGKILL from the out-of-memory killer), the supervisor:
    RunPod that the dead worker holds its jobs);
 2. logs one ERROR line naming the signal, each job the worker held and the stage it was in;
 3. reports each of those jobs FAILED to RunPod's job-done URL with a message saying so, so
-   clients learn at once instead of waiting for the job's timeout;
+   clients learn at once instead of waiting for the job's timeout (:mod:`gpu_worker.job_done`,
+   the SDK's job-done call made without the SDK; a job it could not report is named in one log
+   line, with why);
 4. starts a fresh worker, unless it has already done so ``SUPERVISOR_RESTARTS`` times within
    :data:`RESTART_WINDOW_S`: then it exits with status 1 and the platform replaces the worker
    (a worker that keeps crashing has a broken device or driver, not just a bad input).
@@ -31,6 +33,7 @@ import time
 from collections import deque
 from typing import Callable, Optional, Sequence
 
+from gpu_worker import job_done
 from gpu_worker.crash_journal import JOURNAL_ENV, read_journal
 
 #: Crashes counted against SUPERVISOR_RESTARTS are those within this many seconds.
@@ -39,7 +42,8 @@ RESTART_WINDOW_S = 600.0
 _PR_SET_CHILD_SUBREAPER = 36
 
 Log = Callable[[str], None]
-Report = Callable[[list[str], str], None]
+#: Posts each job's error (job id -> message); returns job id -> why it was not delivered.
+Report = Callable[[dict[str, str]], dict[str, str]]
 
 
 def supervised() -> bool:
@@ -71,7 +75,8 @@ def supervise(command: Sequence[str], *, restarts: int, log: Log, report: Option
         restarts: fresh workers started after crashes within RESTART_WINDOW_S; one more crash
             in that window ends the supervisor (status 1).
         log: writes one ERROR line to the worker's log.
-        report: posts ``error`` for each job id to RunPod (None outside RunPod's job loop).
+        report: posts each job's error to RunPod (:func:`gpu_worker.job_done.post_failures`);
+            None when there is nowhere to post it (no job-done URL).
     """
     _become_subreaper()
     journal = tempfile.NamedTemporaryFile(prefix="gpu-worker-journal-", delete=False)
@@ -97,9 +102,11 @@ def supervise(command: Sequence[str], *, restarts: int, log: Log, report: Option
                 return returncode if returncode >= 0 else 128 - returncode
             line, errors = describe_crash(returncode, read_journal(journal.name))
             log(line)
-            if report is not None and errors:
-                for job, message in errors.items():
-                    report([job], message)
+            if errors:
+                undelivered = report(errors) if report is not None else dict.fromkeys(errors, "no job-done URL")
+                if undelivered:
+                    log(f"could not report {len(undelivered)} job(s) as failed to RunPod: "
+                        + ", ".join(f"{job} ({why})" for job, why in undelivered.items()))
             now = time.monotonic()
             crashes.append(now)
             while crashes and now - crashes[0] > RESTART_WINDOW_S:
@@ -150,9 +157,7 @@ def _stop_orphans() -> None:
 
 
 def main(argv: Sequence[str], restarts: int, log: Log) -> int:
-    """Supervise ``argv`` (the worker's command line); crashed jobs are reported through the SDK's
-    job-done call when RunPod's job loop runs (``RUNPOD_WEBHOOK_POST_OUTPUT`` set)."""
-    report = None
-    if os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"):
-        from gpu_worker.sdk_patches import report_failed as report
+    """Supervise ``argv`` (the worker's command line); crashed jobs are reported to RunPod's
+    job-done URL (``RUNPOD_WEBHOOK_POST_OUTPUT``) when it is set."""
+    report = job_done.post_failures if job_done.configured() else None
     return supervise(argv, restarts=restarts, log=log, report=report)

@@ -63,6 +63,7 @@ class JobRecord:
     result: dict | None = None  # body of the first final post
     results: list[tuple[float, dict]] = field(default_factory=list)  # every final post
     result_query: dict[str, str] = field(default_factory=dict)  # query of the first final post
+    result_headers: dict[str, str] = field(default_factory=dict)  # headers of the first final post (names lower-case)
     progress: list[tuple[float, Any]] = field(default_factory=list)  # (time, output) per update
     stream: list[tuple[float, dict]] = field(default_factory=list)  # (time, body) per chunk
 
@@ -391,7 +392,8 @@ class FakeRunPodQueue:
             signals, self._stop_signals = self._stop_signals, []
             return signals
 
-    def _post(self, kind: str, job_id: str, query: dict[str, str], body: dict) -> bool:
+    def _post(self, kind: str, job_id: str, query: dict[str, str], body: dict,
+              headers: dict[str, str] | None = None) -> bool:
         now = time.time()
         with self._cond:
             record = self.records.get(job_id)
@@ -406,6 +408,7 @@ class FakeRunPodQueue:
                 record.results.append((now, body))
                 if record.result is None:
                     record.result, record.result_at, record.result_query = body, now, query
+                    record.result_headers = dict(headers or {})
             self._cond.notify_all()
         return True
 
@@ -506,7 +509,8 @@ def _make_handler(queue: FakeRunPodQueue) -> type[BaseHTTPRequestHandler]:
                 return
             if kind == "job-done" and body.get("status") != "IN_PROGRESS" and queue.post_delay_s > 0:
                 time.sleep(queue.post_delay_s)
-            ok = queue._post(kind, parts[2], query, body)
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            ok = queue._post(kind, parts[2], query, body, headers)
             self._reply(200, {}) if ok else self._reply(404)
 
     return Handler

@@ -37,14 +37,13 @@ ECHO_ASYNC = STANDIN_DIR / "echo_async.py"
 # ---------------------------------------------------------------------------- in this process
 @pytest.fixture
 def scaler_class(monkeypatch):
-    """``DrainingJobScaler`` with the prompt job-take on, the SDK's log at WARN, and an empty
+    """``DrainingJobScaler`` with no shutdown limit, the SDK's log at WARN, and an empty
     JobsProgress (a process-wide singleton) before and after."""
     from runpod.serverless.modules import rp_logger, worker_state
 
     if not worker_state.IS_LOCAL_TEST:
         pytest.skip("RUNPOD_WEBHOOK_GET_JOB is set: the SDK ignores custom fetchers")
     cls = sdk_patches.draining_job_scaler()
-    monkeypatch.setattr(cls, "prompt_job_take", True)
     monkeypatch.setattr(cls, "shutdown_grace_s", None)
     monkeypatch.setattr(rp_logger.RunPodLogger(), "level", "WARN")
     worker_state.JobsProgress().clear()
@@ -181,11 +180,10 @@ def test_on_another_sdk_version_no_fix_is_installed(monkeypatch, capsys):
                      "fixes is installed (the SDK runs as it is); check whether each is still needed and still "
                      "fits (gpu_worker/sdk_patches/__init__.py)"]
     cls = sdk_patches.draining_job_scaler()
-    monkeypatch.setattr(cls, "prompt_job_take", cls.prompt_job_take)
     monkeypatch.setattr(cls, "shutdown_grace_s", cls.shutdown_grace_s)
     monkeypatch.setattr(runpod.version, "__version__", sdk_patches.SDK_VERSION)
     assert sdk_patches.install(5.0) is True
-    assert rp_scale.JobScaler is cls and cls.prompt_job_take is True and cls.shutdown_grace_s == 5.0
+    assert rp_scale.JobScaler is cls and cls.shutdown_grace_s == 5.0
     assert getattr(rp_logger.RunPodLogger.log, "_redacts_base64", False)
     assert rp_job.run_job is not sdk_run_job and rp_job.run_job.__module__ == "gpu_worker.sdk_patches.lean_run_job"
 

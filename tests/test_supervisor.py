@@ -27,6 +27,7 @@ from worker_process import start_polling_worker
 
 from gpu_worker.crash_journal import CrashJournal, read_journal
 from gpu_worker.supervisor import describe_crash
+from worker_process import free_port, worker_env
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -104,6 +105,55 @@ def test_sigterm_reaches_the_supervised_worker_which_drains(tmp_path, workers):
         assert queue.wait_for_results([job], timeout=60)[job].output["success"] is True
         queue.wait_until(lambda: not proc.alive(), 60, "the supervisor's exit")
         assert proc.returncode == 0
+
+
+# A worker that records two jobs in its journal and dies (SIGKILL): no torch, no SDK.
+DYING_WORKER = """
+import os, signal
+from gpu_worker.crash_journal import CrashJournal, JOURNAL_ENV
+journal = CrashJournal(os.environ[JOURNAL_ENV])
+with journal.job("culprit"), journal.stage("culprit", "decode"), journal.job("bystander"):
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+# The supervisor as gpu_worker.__main__ runs it (SUPERVISOR_RESTARTS=0), its log to stdout.
+SUPERVISOR = ("import sys; from gpu_worker.supervisor import main; rc = main(sys.argv[1:], 0, print); "
+              "print('runpod imported:', 'runpod' in sys.modules); sys.exit(rc)")
+
+
+def _supervise_dying_worker(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", SUPERVISOR, sys.executable, "-c", DYING_WORKER],
+                          env=worker_env(env), capture_output=True, text=True, timeout=60)
+
+
+def test_the_supervisor_posts_the_failures_as_the_sdk_would(tmp_path):
+    """The jobs a dead worker held reach the queue as the SDK's job-done post: ``{"error": ...}``
+    to the job-done URL with the API key, ``isStream=false``; reporting them imports no SDK."""
+    with FakeRunPodQueue() as queue:
+        culprit, bystander = queue.add_job({}, job_id="culprit"), queue.add_job({}, job_id="bystander")
+        done = _supervise_dying_worker(queue.env())
+        records = queue.wait_for_results([culprit, bystander], timeout=10)
+        assert queue.unexpected == []
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "worker process died from SIGKILL (out of memory?) holding culprit in decode, bystander in " \
+        "its set-up" in done.stdout
+    assert "could not report" not in done.stdout and "runpod imported: False" in done.stdout
+    for job in (culprit, bystander):
+        record = records[job]
+        assert set(record.result) == {"error"} and record.result_query["isStream"] == "false"
+        assert record.result_headers["authorization"] == queue.api_key
+        assert record.result_headers["x-request-id"] == job
+    assert "crashed (SIGKILL (out of memory?)) while this job was in its decode stage" in records[culprit].error
+    assert "while it was being set up" in records[bystander].error
+
+
+def test_jobs_the_supervisor_cannot_report_are_named_in_one_line():
+    env = {"RUNPOD_WEBHOOK_POST_OUTPUT": f"http://127.0.0.1:{free_port()}/job-done/$RUNPOD_POD_ID/$ID?gpu=fake",
+           "RUNPOD_POD_ID": "pod-1", "RUNPOD_AI_API_KEY": "key"}  # nothing listens on that port
+    done = _supervise_dying_worker(env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = next(line for line in done.stdout.splitlines() if "could not report" in line)
+    assert line.startswith("could not report 2 job(s) as failed to RunPod: culprit (")
+    assert "bystander (" in line and "Connection refused" in line
 
 
 def test_the_journal_survives_the_process_that_wrote_it(tmp_path):

@@ -437,6 +437,7 @@ def test_shutdown_grace_bounds_the_wait_and_reports_the_unfinished_job(workers, 
         assert grace <= delay < grace + 8
         record = queue.records[slow]
         assert record.failed and set(record.result) == {"error"}
+        assert record.result_headers["authorization"] == queue.api_key  # gpu_worker.job_done's post
         assert f"shutdown grace period of {grace:g} s (SHUTDOWN_GRACE_S)" in record.error
         assert proc.sigterm_at + grace <= record.result_at <= proc.exited_at
         assert f"Shutdown grace period of {grace:g} s (SHUTDOWN_GRACE_S) is over with 1 job(s) unfinished" \

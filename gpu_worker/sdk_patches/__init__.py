@@ -8,9 +8,9 @@ replaces. Installing twice changes nothing.
 1. **No job lost on SIGTERM** (:class:`~gpu_worker.sdk_patches.job_scaler.DrainingJobScaler`).
    On SIGTERM the SDK's ``run_jobs`` loop stops as soon as its local queue is empty and then only
    awaits the jobs already running, while ``get_jobs`` may still be inside a held job-take poll:
-   a job that poll returns is taken from RunPod, queued, and never run nor reported. The scaler
-   runs those jobs. *Remove when* runpod's ``run_jobs`` keeps running queued jobs until
-   ``get_jobs`` has ended.
+   a job that poll returns is taken from RunPod, queued, and never run nor reported. The scaler's
+   ``run_jobs`` (fix 4's) keeps starting queued jobs until ``get_jobs`` has ended. *Remove when*
+   runpod's ``run_jobs`` keeps running queued jobs until ``get_jobs`` has ended.
 2. **Bounded shutdown** (same class; :mod:`~gpu_worker.sdk_patches.shutdown`). With
    ``SHUTDOWN_GRACE_S`` > 0, the jobs in progress after SIGTERM get that many seconds to finish;
    past it, every job still in progress is reported FAILED with a message naming the limit, the
@@ -27,7 +27,7 @@ replaces. Installing twice changes nothing.
    output. Our results hold images as base64 data URIs. ``RunPodLogger.log``, through which every
    SDK log line goes, is wrapped so data URIs and long base64 runs are replaced by
    ``<base64: 43,210 chars>``. *Remove when* runpod stops logging handler outputs.
-4. **Prompt job-take** (the scaler's ``prompt_job_take``). runpod 1.12.0's ``get_jobs`` sleeps a
+4. **Prompt job-take** (the scaler's ``get_jobs`` and ``run_jobs``). runpod 1.12.0's ``get_jobs`` sleeps a
    fixed second whenever every slot is busy ("Queue is full. Retrying soon."), and its
    ``run_jobs`` looks at the local queue every 0.1 s, so each slot takes about one job per second
    however short the job. Here ``get_jobs`` asks for work as soon as a slot frees: a job's end
@@ -42,8 +42,8 @@ replaces. Installing twice changes nothing.
    on every request, and at least once a second while full). One bound the SDK lacks: a
    job-take that brings no job (an empty queue answered at once, an error) is followed by a wait
    so that such requests are at least ``EMPTY_TAKE_INTERVAL_S`` apart, where the SDK asks again
-   at once. At SIGTERM ``run_jobs`` keeps starting queued jobs until ``get_jobs`` has ended,
-   which covers fix 1 on this path. Written against the SDK's public ``JobScaler`` methods only,
+   at once. At SIGTERM ``run_jobs`` keeps starting queued jobs until ``get_jobs`` has ended
+   (fix 1). Written against the SDK's public ``JobScaler`` methods only,
    so the same methods could replace ``get_jobs``/``run_jobs``/``handle_job`` upstream. *Remove
    when* runpod's ``JobScaler`` takes work as soon as a slot frees (no fixed sleep while full, no
    polling of its local queue) and frees a slot before posting the result.
@@ -60,12 +60,12 @@ from typing import Optional
 
 from gpu_worker.sdk_patches.redaction import MIN_BASE64_RUN, install_log_redaction, redact
 from gpu_worker.sdk_patches.shutdown import (
-    DEFAULT_SHUTDOWN_GRACE_S, SHUTDOWN_GRACE_ENV, report_failed, shutdown_grace_s,
+    DEFAULT_SHUTDOWN_GRACE_S, SHUTDOWN_GRACE_ENV, shutdown_grace_s,
 )
 
 __all__ = [
     "DEFAULT_SHUTDOWN_GRACE_S", "MIN_BASE64_RUN", "SDK_VERSION", "SHUTDOWN_GRACE_ENV", "draining_job_scaler",
-    "install", "install_drain_fix", "install_log_redaction", "redact", "report_failed", "shutdown_grace_s",
+    "install", "install_drain_fix", "install_log_redaction", "redact", "shutdown_grace_s",
 ]
 
 #: The runpod version these fixes were written against and tested with; installed only there.
@@ -92,10 +92,10 @@ def install(shutdown_grace: Optional[float] = None) -> bool:
     return True
 
 
-def install_drain_fix(shutdown_grace: Optional[float] = None, prompt_job_take: bool = True) -> None:
+def install_drain_fix(shutdown_grace: Optional[float] = None) -> None:
     """Make the SDK's job loop use ``DrainingJobScaler`` (fixes 1, 2 and 4), with
-    ``shutdown_grace`` seconds (None or 0: no limit) for the jobs in progress after SIGTERM and
-    the prompt job-take when ``prompt_job_take`` is true. :func:`install` checks the version first.
+    ``shutdown_grace`` seconds (None or 0: no limit) for the jobs in progress after SIGTERM.
+    :func:`install` checks the version first.
 
     ``worker.run_worker`` looks ``rp_scale.JobScaler`` up when it is called, so replacing it
     before ``runpod.serverless.start`` is enough.
@@ -106,7 +106,6 @@ def install_drain_fix(shutdown_grace: Optional[float] = None, prompt_job_take: b
     if not issubclass(rp_scale.JobScaler, scaler):
         rp_scale.JobScaler = scaler
     rp_scale.JobScaler.shutdown_grace_s = shutdown_grace or None
-    rp_scale.JobScaler.prompt_job_take = bool(prompt_job_take)
 
 
 def draining_job_scaler() -> type:

@@ -31,14 +31,13 @@ log = RunPodLogger()
 
 
 class DrainingJobScaler(rp_scale.JobScaler):
-    """``JobScaler`` that asks for work as soon as a job slot frees (``prompt_job_take``),
-    runs the jobs a held job-take poll returns after SIGTERM, and gives the jobs in progress
-    at most ``shutdown_grace_s`` seconds once SIGTERM has come."""
+    """``JobScaler`` that asks for work as soon as a job slot frees (fix 4), runs the jobs a
+    held job-take poll returns after SIGTERM (fix 1: ``run_jobs`` keeps starting queued jobs
+    until ``get_jobs`` has ended), and gives the jobs in progress at most ``shutdown_grace_s``
+    seconds once SIGTERM has come (fix 2)."""
 
     #: Seconds jobs in progress get after SIGTERM; None waits without limit.
     shutdown_grace_s: Optional[float] = None
-    #: Fix 4: ``get_jobs`` and ``run_jobs`` below instead of the SDK's (set by install_drain_fix).
-    prompt_job_take: bool = False
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
@@ -49,7 +48,7 @@ class DrainingJobScaler(rp_scale.JobScaler):
         self._taking = True  # get_jobs has not ended
         self._posting: set[str] = set()  # jobs whose handler returned; result not posted yet
         handler = config.get("handler")
-        if self.prompt_job_take and callable(handler) and not is_generator(handler):
+        if callable(handler) and not is_generator(handler):
             self.config = {**config, "handler": _noting_return(handler, self._handler_returned)}
 
     # --- prompt job-take -----------------------------------------------------------------
@@ -58,10 +57,6 @@ class DrainingJobScaler(rp_scale.JobScaler):
         """Take as many jobs as there are free slots, in one (long-polled) request, as soon
         as a slot is free; while none is, wait for a job to free one (or JOB_TAKE_RECHECK_S,
         after which the concurrency is read again, as the SDK does once a second)."""
-        if not self.prompt_job_take:
-            await super().get_jobs(session)
-            await self._run_leftovers(session)
-            return
         try:
             while self.is_alive():
                 await self.set_scale()
@@ -114,9 +109,6 @@ class DrainingJobScaler(rp_scale.JobScaler):
         """Start each queued job at once (``get_jobs`` takes no more than there are free
         slots); when ``get_jobs`` has ended and the queue is empty, wait for the jobs still
         running, as the SDK does."""
-        if not self.prompt_job_take:
-            await super().run_jobs(session)
-            return
         tasks: set[asyncio.Task] = set()
         while self._taking or not self.jobs_queue.empty():
             while not self.jobs_queue.empty():
@@ -148,27 +140,6 @@ class DrainingJobScaler(rp_scale.JobScaler):
     def _wake(self) -> None:
         self._slot_freed.set()
         self._job_queued.set()
-
-    # --- no job lost (the SDK's own job-take loop) -----------------------------------------
-
-    async def _run_leftovers(self, session) -> None:
-        """Run the jobs still in the local queue once the SDK's ``get_jobs`` has ended:
-        ``run_jobs`` only empties the queue while it loops, so jobs a held poll returns after
-        it stopped would be reported to no one. Each is run as ``run_jobs`` would run it."""
-        leftovers = []
-        while not self.jobs_queue.empty():
-            leftovers.append(self.jobs_queue.get_nowait())
-        if not leftovers:
-            return
-        log.info(f"Shutting down: running {len(leftovers)} job(s) taken by the last job-take request.")
-        tasks = []
-        for job in leftovers:
-            task = asyncio.create_task(self.handle_job(session, job))
-            self.jobs_tasks[job["id"]] = task
-            tasks.append(task)
-        for job, result in zip(leftovers, await asyncio.gather(*tasks, return_exceptions=True)):
-            if isinstance(result, Exception):
-                log.error(f"Job taken during shutdown failed: {result}", job["id"])
 
     # --- bounded shutdown ----------------------------------------------------------------
 

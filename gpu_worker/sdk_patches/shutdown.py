@@ -1,14 +1,15 @@
 """Fix 2 of :mod:`gpu_worker.sdk_patches`, the bounded shutdown: what happens when the grace
-period after SIGTERM is over, and the setting that sets it. Reporting jobs failed
-(:func:`report_failed`) also serves :mod:`gpu_worker.supervisor`."""
+period after SIGTERM is over, and the setting that sets it. The unfinished jobs are reported
+failed by :mod:`gpu_worker.job_done` (the SDK's job-done call, made without the SDK)."""
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import os
 import sys
 from typing import Any, Optional
+
+from gpu_worker.job_done import post_failures
 
 #: Environment variable: seconds that jobs in progress get to finish after SIGTERM (0: no limit).
 SHUTDOWN_GRACE_ENV = "SHUTDOWN_GRACE_S"
@@ -51,7 +52,10 @@ def grace_is_over(job_progress, grace: float) -> None:
         if job_ids:
             message = (f"the worker was stopped (SIGTERM) and this job did not finish within its "
                        f"shutdown grace period of {grace:g} s ({SHUTDOWN_GRACE_ENV}); submit it again")
-            report_failed(job_ids, message)
+            undelivered = post_failures(dict.fromkeys(job_ids, message), timeout=FAILURE_REPORT_TIMEOUT_S)
+            if undelivered:
+                log.error(f"Could not report {len(undelivered)} job(s) as failed: "
+                          + ", ".join(f"{job} ({why})" for job, why in undelivered.items()))
         stop_child_processes()
     except BaseException as exc:  # noqa: BLE001 - exit whatever happens
         log.error(f"Error while reporting unfinished jobs at shutdown: {type(exc).__name__}: {exc}")
@@ -72,22 +76,6 @@ def jobs_in_progress(job_progress) -> list[str]:
         except RuntimeError:  # the set changed size while it was copied: try again
             continue
     return []
-
-
-def report_failed(job_ids: list[str], message: str) -> None:
-    """POST ``{"error": message}`` for each job to the job-done URL, the SDK's way, bounded in time."""
-    from runpod.http_client import AsyncClientSession
-    from runpod.serverless.modules.rp_http import send_result
-
-    async def report_all() -> None:
-        async with AsyncClientSession() as session:
-            await asyncio.gather(*(send_result(session, {"error": message}, {"id": job_id}) for job_id in job_ids),
-                                 return_exceptions=True)
-
-    async def bounded() -> None:
-        await asyncio.wait_for(report_all(), FAILURE_REPORT_TIMEOUT_S)
-
-    asyncio.run(bounded())
 
 
 def stop_child_processes() -> None:
