@@ -65,7 +65,7 @@ class JobRunner:
         self.device = device
         self.policy = policy = policy or DevicePolicy.decide(settings, device)
         self.executor = executor or (
-            lambda plan, images: run_plan_counted(plan, images, settings.batch_max_pixels, policy.pool))
+            lambda plan, images: run_plan_counted(plan, images, settings.max_stack_pixels, policy.pool))
         if cache is None and settings.cache_max_bytes > 0:
             cache = ResultCache(settings.cache_max_bytes)
         self.cache = cache
@@ -137,7 +137,7 @@ class JobRunner:
         return split_into_chunks(
             todo, stack_key=lambda item: (item.plan.stack_key, item.info.channels, item.info.height, item.info.width),
             pixels=lambda item: frames.decoded_pixels(item.info), chunk_images=self.settings.chunk_images,
-            max_pixels=self.settings.batch_max_pixels)
+            max_pixels=self.settings.max_stack_pixels)
 
 
 def _progress_reporter(progress: Progress | None, total: int, done: int) -> Callable[[list[Item]], None]:
