@@ -109,7 +109,7 @@ class JobRunner:
         settings, staged = self.settings, functools.partial(self.journal.staged, job_id)
         timings = dict.fromkeys(("fetch", "decode", "ops", "encode", "upload"), 0.0)
         each(items, "validate", intake.validate, settings)
-        timings["fetch"] = _timed(staged("fetch", intake.load_resources), items, settings, self.device)
+        timings["fetch"] = _timed(staged("fetch", intake.load_item_resources), items, settings, self.device)
         timings["fetch"] += _timed(staged("fetch", intake.fetch_all), live(items), settings, self.cache is not None,
                                    self.policy.pool)
         each(items, "probe", staged("probe", intake.probe_item), settings)

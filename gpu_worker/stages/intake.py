@@ -35,7 +35,7 @@ def validate(item: Item, settings: Settings) -> None:
         raise type(exc)(str(exc) if item.where == "input" else f"{item.where}.{exc}") from None
 
 
-def load_resources(items: list[Item], settings: Settings, device: torch.device) -> None:
+def load_item_resources(items: list[Item], settings: Settings, device: torch.device) -> None:
     """Fetch, probe and decode onto ``device`` every distinct resource the live items' operations
     name (overlay's ``image``), once for the job, with a source's limits (MAX_SOURCE_BYTES,
     FETCH_TIMEOUT_S, MAX_DECODED_PIXELS); each item's plan then holds the decoded images. A
