@@ -3,8 +3,8 @@
     python -m benchmarks.chunks [--device cuda] [--n 64] [--chunks 0,8,16,32] [--repeats 5]
 
 A batch job goes to the device in chunks, the next one decoding while the current one's operations
-and encode run (``gpu_worker.decode_ahead``). This runs the same ``n``-image reference job through
-the job runner with each setting (0: one chunk, as ``BATCH_MAX_PIXELS`` allows), the settings taking
+and encode run (``gpu_worker.overlap``). This runs the same ``n``-image reference job through
+the job runner with each setting (0: one chunk, as ``MAX_STACK_PIXELS`` allows), the settings taking
 turns repeat by repeat, and prints the median ms per image, the stage times of the median run and
 the process's peak memory so far (GPU memory on CUDA, per setting).
 """

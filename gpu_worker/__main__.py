@@ -21,8 +21,9 @@ import sys
 import traceback
 from typing import Any, Callable
 
-#: Exit status when the worker cannot start (bad settings, unusable device, failed warm-up).
-STARTUP_FAILED = 1
+# Exit status when the worker cannot start (bad settings, unusable device, failed warm-up): the
+# same for the job loop and for ``serve`` (the server's cli module is light to import).
+from gpu_worker.server.cli import STARTUP_FAILED
 #: The levels runpod's logger accepts (runpod.serverless.modules.rp_logger.LOG_LEVELS).
 SDK_LOG_LEVELS = ("NOTSET", "TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 

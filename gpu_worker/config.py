@@ -4,11 +4,14 @@ Every setting has one environment variable (its name in upper case, e.g. ``MAX_C
 The YAML file is found at ``$GPU_WORKER_CONFIG``, else ``worker.yaml`` inside the package (so an
 installed wheel reads it);
 a missing file means the defaults below. The README's configuration table lists them all.
+A setting's former name (:data:`RENAMED`) still works, in the file and in the environment, with
+one warning naming the new one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,8 @@ CONFIG_ENV = "GPU_WORKER_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "worker.yaml"
 
 MB = 1_000_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,20 +65,20 @@ class Settings:
     max_output_pixels: int = 50 * MB
     max_operations: int = 50
     max_batch_items: int = 256
-    max_batch_pixels: int = 1_000 * MB  # total decoded pixels of one batch job
+    max_job_pixels: int = 1_000 * MB  # total decoded pixels of one batch job
     #: Frames of an animation kept as one (F, C, H, W) stack (GIF or WebP out); their pixels,
-    #: frames x width x height, count against MAX_DECODED_PIXELS and MAX_BATCH_PIXELS.
+    #: frames x width x height, count against MAX_DECODED_PIXELS and MAX_JOB_PIXELS.
     max_animation_frames: int = 256
     fetch_timeout_s: float = 15.0
 
     # --- device work ---
     #: Images of a batch job handed to the device at once; while one chunk's operations run, the
-    #: next one decodes and the last one's host encodes run (0: as many as BATCH_MAX_PIXELS allows).
+    #: next one decodes and the last one's host encodes run (0: as many as MAX_STACK_PIXELS allows).
     chunk_images: int = 16
 
     # --- cross-job batcher ---
     batch_wait_ms: float = 5.0
-    batch_max_pixels: int = 200 * MB  # pixels stacked into one kernel call
+    max_stack_pixels: int = 200 * MB  # pixels stacked into one kernel call
 
     # --- result cache ---
     cache_max_bytes: int = 256 * MB  # 0 turns the cache off
@@ -85,6 +90,11 @@ class Settings:
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+
+#: Former setting names -> current ones. Deployed endpoints may still set the old names (in
+#: worker.yaml or as environment variables); they are read as the new ones, with a warning.
+RENAMED = {"max_batch_pixels": "max_job_pixels", "batch_max_pixels": "max_stack_pixels"}
 
 
 #: MAX_CONCURRENCY=0 on CUDA: enough concurrent single-image jobs for the cross-job batcher to stack
@@ -113,14 +123,33 @@ def load_settings(path: str | os.PathLike | None = None, environ: dict[str, str]
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping of setting: value")
-        values.update(loaded)
-    for name in Settings.names():
-        if name.upper() in environ:
-            values[name] = environ[name.upper()]
+        values.update(_renamed(loaded, str(path), upper=False))
+    given = {name.upper(): environ[name.upper()] for name in [*Settings.names(), *RENAMED] if name.upper() in environ}
+    for variable, value in _renamed(given, "environment", upper=True).items():
+        values[variable.lower()] = value
     unknown = sorted(set(values) - set(Settings.names()))
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(Settings.names())}")
     return Settings(**{name: _coerce(name, value) for name, value in values.items()})
+
+
+def _renamed(values: dict, where: str, upper: bool) -> dict:
+    """``values`` (YAML keys, or environment variables when ``upper``) with each former name
+    (:data:`RENAMED`) replaced by its current one, and one warning line per former name found.
+    When both names are given, the current name's value wins (the warning says so)."""
+    out = dict(values)
+    for old, new in RENAMED.items():
+        old, new = (old.upper(), new.upper()) if upper else (old, new)
+        if old not in out:
+            continue
+        value = out.pop(old)
+        if new in out:
+            log.warning("%s: %s is the former name of %s; both are set, so %s=%s is used and %s ignored",
+                        where, old, new, new, out[new], old)
+        else:
+            log.warning("%s: %s is now named %s; please rename it (the old name still works)", where, old, new)
+            out[new] = value
+    return out
 
 
 #: Settings that take one of a few values.

@@ -16,7 +16,7 @@ in it its outputs. Anything left queued is led by one of the callers still waiti
 
 Used as the job runner's executor::
 
-    batcher = CrossJobBatcher(settings.batch_wait_ms, settings.batch_max_pixels, policy.pool)
+    batcher = CrossJobBatcher(settings.batch_wait_ms, settings.max_stack_pixels, policy.pool)
     ran = batcher(plan, images)   # from many job threads at once
     ran.outputs, ran.stacked      # one output per image; images in the kernel call that made it
 """

@@ -65,7 +65,7 @@ class JobRunner:
         self.device = device
         self.policy = policy = policy or DevicePolicy.decide(settings, device)
         self.executor = executor or (
-            lambda plan, images: run_plan_counted(plan, images, settings.batch_max_pixels, policy.pool))
+            lambda plan, images: run_plan_counted(plan, images, settings.max_stack_pixels, policy.pool))
         if cache is None and settings.cache_max_bytes > 0:
             cache = ResultCache(settings.cache_max_bytes)
         self.cache = cache
@@ -109,7 +109,7 @@ class JobRunner:
         settings, staged = self.settings, functools.partial(self.journal.staged, job_id)
         timings = dict.fromkeys(("fetch", "decode", "ops", "encode", "upload"), 0.0)
         each(items, "validate", intake.validate, settings)
-        timings["fetch"] = _timed(staged("fetch", intake.load_resources), items, settings, self.device)
+        timings["fetch"] = _timed(staged("fetch", intake.load_item_resources), items, settings, self.device)
         timings["fetch"] += _timed(staged("fetch", intake.fetch_all), live(items), settings, self.cache is not None,
                                    self.policy.pool)
         each(items, "probe", staged("probe", intake.probe_item), settings)
@@ -137,7 +137,7 @@ class JobRunner:
         return split_into_chunks(
             todo, stack_key=lambda item: (item.plan.stack_key, item.info.channels, item.info.height, item.info.width),
             pixels=lambda item: frames.decoded_pixels(item.info), chunk_images=self.settings.chunk_images,
-            max_pixels=self.settings.batch_max_pixels)
+            max_pixels=self.settings.max_stack_pixels)
 
 
 def _progress_reporter(progress: Progress | None, total: int, done: int) -> Callable[[list[Item]], None]:

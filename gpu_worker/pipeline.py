@@ -31,7 +31,7 @@ class Pipeline:
             or an already compiled :class:`~gpu_worker.plan.Plan`.
         device: "cpu", "cuda", "cuda:N", a ``torch.device``, or None: ``$GPU_WORKER_DEVICE`` if
             set, else CUDA when available, else CPU.
-        max_batch_pixels: cap on pixels stacked into one kernel call (None: no cap).
+        max_stack_pixels: cap on pixels stacked into one kernel call (None: no cap).
         then: custom steps run after the operations, in order (also :meth:`then`): each a
             ``torch.nn.Module`` (a Kornia module such as ``kornia.filters.GaussianBlur2d``, or your
             own) or a function on tensors. Not Pillow-exact: they are yours.
@@ -80,11 +80,11 @@ class Pipeline:
     """
 
     def __init__(self, operations: Sequence[dict] | Plan, device: str | torch.device | None = None,
-                 max_batch_pixels: int | None = None, then: Sequence[Step] = ()):
+                 max_stack_pixels: int | None = None, then: Sequence[Step] = ()):
         self.device = select_device(device)
         # Images that parameters name (overlay's image) are fetched and decoded once, here.
         self.plan = load_resources(operations if isinstance(operations, Plan) else compile_plan(operations), self.device)
-        self.max_batch_pixels = max_batch_pixels
+        self.max_stack_pixels = max_stack_pixels
         self.steps: tuple[Step, ...] = tuple(then)
         for i, step in enumerate(self.steps):
             if not callable(step):
@@ -95,7 +95,7 @@ class Pipeline:
 
     def then(self, *steps: Step) -> "Pipeline":
         """A new pipeline: this one's operations, device and custom steps, then ``steps``."""
-        return Pipeline(self.plan, self.device, self.max_batch_pixels, then=(*self.steps, *steps))
+        return Pipeline(self.plan, self.device, self.max_stack_pixels, then=(*self.steps, *steps))
 
     def __repr__(self) -> str:
         then = f", then={[_step_name(s) for s in self.steps]}" if self.steps else ""
@@ -142,7 +142,7 @@ class Pipeline:
             if image.dtype != torch.uint8 or image.ndim != 3:
                 raise TypeError(f"images[{i}] must be a uint8 (C, H, W) tensor, got {image.dtype} {tuple(image.shape)}")
         on_device = [image.to(self.device, non_blocking=True) for image in images]
-        results = run_plan(self.plan, on_device, self.max_batch_pixels)
+        results = run_plan(self.plan, on_device, self.max_stack_pixels)
         if self.steps:
             results = self._steps_on_groups(results)
         return [out.to(src.device) for out, src in zip(results, images)]
@@ -186,9 +186,9 @@ class Pipeline:
         return torch.stack(results) if results else images.new_empty((0, *bound.out_shape))
 
     def _chunks(self, batch: torch.Tensor) -> list[list[int]]:
-        """Index lists of at most ``max_batch_pixels`` pixels of ``batch`` (B, C, H, W)."""
+        """Index lists of at most ``max_stack_pixels`` pixels of ``batch`` (B, C, H, W)."""
         pixels = batch.shape[-2] * batch.shape[-1]
-        return list(chunks(list(range(batch.shape[0])), pixels, self.max_batch_pixels))
+        return list(chunks(list(range(batch.shape[0])), pixels, self.max_stack_pixels))
 
     def _steps_on_groups(self, results: list[torch.Tensor]) -> list[torch.Tensor]:
         """The custom steps on same-shaped results stacked, in chunks; results in input order."""

@@ -43,15 +43,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-#: Columns a batch carries out: ``image`` (encoded bytes, or with ``arrays=True`` a uint8
-#: (H, W, C) array, C = 1 for grey; where the row failed: empty bytes, or a (0, 0, 0) array, so the
-#: column keeps one type across blocks), ``extension`` ("jpg"; "" where failed), ``error`` ("" where
-#: it worked), and every input column but the bytes (``path`` with include_paths).
-OUTPUT_COLUMNS = ("image", "extension", "error")
-
-
 class ImageProcessor:
     """``Dataset.map_batches(ImageProcessor, fn_constructor_kwargs={...}, batch_format="numpy", ...)``.
+
+    Columns a batch carries out: ``image`` (encoded bytes, or with ``arrays=True`` a uint8
+    (H, W, C) array, C = 1 for grey; where the row failed: empty bytes, or a (0, 0, 0) array, so the
+    column keeps one type across blocks), ``extension`` ("jpg"; "" where failed), ``error`` ("" where
+    it worked), and every input column but the bytes (``path`` with include_paths).
 
     Args:
         operations: the job's operations (README, "The job format").

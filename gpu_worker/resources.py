@@ -3,8 +3,8 @@ gpu_worker.operations.resources): fetched, probed and decoded exactly as a job's
 the same code and the same limits.
 
 A job's intake loads each distinct resource once, before any source is decoded
-(gpu_worker.stages.intake.load_resources); :func:`load_resources` does the same for a plan in the
-library (``Pipeline``) and the tests.
+(gpu_worker.stages.intake.load_item_resources); :func:`load_resources` does the same for a plan in
+the library (``Pipeline``) and the tests, within the default limits.
 """
 
 from __future__ import annotations
@@ -35,14 +35,15 @@ def load_image(resource: ImageResource, device: torch.device | str, *, field: st
     return LoadedImage(image, hashlib.sha256(data).hexdigest())
 
 
-def load_resources(plan: Plan, device: torch.device | str = "cpu", settings: Settings | None = None) -> Plan:
+def load_resources(plan: Plan, device: torch.device | str = "cpu") -> Plan:
     """``plan`` with every resource parameter loaded onto ``device``, each distinct one once,
-    within ``settings``' limits (default: the worker's defaults). A plan without resources comes
-    back as it is."""
+    within the default limits (``Settings()``: MAX_SOURCE_BYTES, FETCH_TIMEOUT_S,
+    MAX_DECODED_PIXELS; the worker's job intake applies its own configured ones). A plan without
+    resources comes back as it is."""
     found = plan.resources()
     if not found:
         return plan
-    settings = settings or Settings()
+    settings = Settings()
     loaded: dict[ImageResource, LoadedImage] = {}
     for field, resource in found:
         if resource not in loaded:

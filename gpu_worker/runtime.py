@@ -48,7 +48,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     # Concurrent jobs share one batcher, so compatible images from different jobs stack together.
     executor = None
     if settings.max_concurrency > 1:
-        executor = CrossJobBatcher(wait_ms=settings.batch_wait_ms, max_pixels=settings.batch_max_pixels,
+        executor = CrossJobBatcher(wait_ms=settings.batch_wait_ms, max_pixels=settings.max_stack_pixels,
                                    pool=policy.pool)
     journal = CrashJournal.from_environment()  # set when gpu_worker.supervisor started this process
     return Runtime(settings, device, JobRunner(settings, device, executor=executor, journal=journal, policy=policy))

@@ -1,7 +1,7 @@
 """Stacking same-shaped images into one batch tensor and running a plan on each group.
 
 Images of one shape are stacked into a ``(B, C, H, W)`` tensor and every op runs once on the whole
-stack; mixed shapes are grouped by shape. A group larger than ``max_batch_pixels`` is cut into
+stack; mixed shapes are grouped by shape. A group larger than ``max_stack_pixels`` is cut into
 chunks so one huge batch cannot exhaust device memory, and a chunk that still runs out of CUDA
 memory runs again in halving pieces, down to one image, which then runs on the CPU.
 
@@ -51,9 +51,9 @@ def group_by_shape(images: Sequence[torch.Tensor]) -> dict[tuple[int, ...], list
     return dict(groups)
 
 
-def chunks(indices: list[int], pixels_per_image: int, max_batch_pixels: int | None) -> Iterator[list[int]]:
-    """Split ``indices`` so each chunk holds at most ``max_batch_pixels`` pixels (at least 1 image)."""
-    per_chunk = len(indices) if not max_batch_pixels else max(1, max_batch_pixels // max(1, pixels_per_image))
+def chunks(indices: list[int], pixels_per_image: int, max_stack_pixels: int | None) -> Iterator[list[int]]:
+    """Split ``indices`` so each chunk holds at most ``max_stack_pixels`` pixels (at least 1 image)."""
+    per_chunk = len(indices) if not max_stack_pixels else max(1, max_stack_pixels // max(1, pixels_per_image))
     for start in range(0, len(indices), max(1, per_chunk)):
         yield indices[start : start + per_chunk]
 
@@ -133,7 +133,7 @@ def _output(shape: torch.Size, device: torch.device) -> torch.Tensor:
     return out
 
 
-def run_images(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None,
+def run_images(bound: BoundPlan, images: Sequence[torch.Tensor], max_stack_pixels: int | None = None,
                pool: ImagePool = ONE_BY_ONE) -> list[Outcome]:
     """Run a bound plan on same-shaped uint8 ``(C, H, W)`` images; one output per image.
 
@@ -142,18 +142,18 @@ def run_images(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixel
     launches the CPU does not have; several images run at once on ``pool``'s threads
     (:mod:`gpu_worker.cpu_pool`). When the plan ends in a data-dependent step, that step runs once
     on the whole stack and the operations after it run as their own plan (:func:`run_plan_counted`,
-    ``max_batch_pixels`` per stack), so an output may be a JobError (see :data:`Outcome`).
+    ``max_stack_pixels`` per stack), so an output may be a JobError (see :data:`Outcome`).
     """
     if images[0].device.type != "cpu":
-        return run_stacked(bound, images, max_batch_pixels, pool)
+        return run_stacked(bound, images, max_stack_pixels, pool)
     own = per_sample.each(bound, len(images))  # each image's own plan: its values as numbers
     if bound.rest is None:
         return pool.map(lambda i: own[i].run_fixed(images[i].unsqueeze(0))[0], range(len(images)))
     pieces = pool.map(lambda i: own[i].split(own[i].run_fixed(images[i].unsqueeze(0)))[0], range(len(images)))
-    return run_plan_counted(bound.rests(len(images)), pieces, max_batch_pixels, pool).outputs
+    return run_plan_counted(bound.rests(len(images)), pieces, max_stack_pixels, pool).outputs
 
 
-def run_stacked(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixels: int | None = None,
+def run_stacked(bound: BoundPlan, images: Sequence[torch.Tensor], max_stack_pixels: int | None = None,
                 pool: ImagePool = ONE_BY_ONE) -> list[Outcome]:
     """:func:`run_images` as it runs on CUDA, on any device: the images stacked, one call per op
     (:func:`run_stack`), a data-dependent step once on the whole stack, equal shapes after it
@@ -162,7 +162,7 @@ def run_stacked(bound: BoundPlan, images: Sequence[torch.Tensor], max_batch_pixe
     out = run_stack(bound, stack)
     if bound.rest is None:
         return list(out.unbind(0))
-    return run_plan_counted(bound.rests(len(images)), _split(bound, out), max_batch_pixels, pool).outputs
+    return run_plan_counted(bound.rests(len(images)), _split(bound, out), max_stack_pixels, pool).outputs
 
 
 def _split(bound: BoundPlan, stack: torch.Tensor) -> list[torch.Tensor]:
@@ -176,7 +176,7 @@ def _split(bound: BoundPlan, stack: torch.Tensor) -> list[torch.Tensor]:
 
 
 def run_plan_counted(plan: Plan | Sequence[Plan], images: Sequence[torch.Tensor],
-                     max_batch_pixels: int | None = None, pool: ImagePool = ONE_BY_ONE) -> Ran:
+                     max_stack_pixels: int | None = None, pool: ImagePool = ONE_BY_ONE) -> Ran:
     """Run ``plan`` on images ``(C, H, W)`` uint8 (all on one device), batched by shape; on the
     CPU, image by image on ``pool``'s threads (:func:`run_images`).
 
@@ -200,17 +200,17 @@ def run_plan_counted(plan: Plan | Sequence[Plan], images: Sequence[torch.Tensor]
                     outputs[i], stacked[i] = bounds, 1
                 continue
             own = dict(zip(members, bounds))
-            for chunk in chunks(members, shape[1] * shape[2], max_batch_pixels):
+            for chunk in chunks(members, shape[1] * shape[2], max_stack_pixels):
                 bound = per_sample.merge([own[i] for i in chunk])
-                for i, image in zip(chunk, run_images(bound, [images[i] for i in chunk], max_batch_pixels, pool)):
+                for i, image in zip(chunk, run_images(bound, [images[i] for i in chunk], max_stack_pixels, pool)):
                     outputs[i], stacked[i] = image, len(chunk)
     return Ran(outputs, stacked)  # type: ignore[arg-type]
 
 
 def run_plan(plan: Plan | Sequence[Plan], images: Sequence[torch.Tensor],
-             max_batch_pixels: int | None = None) -> list[torch.Tensor]:
+             max_stack_pixels: int | None = None) -> list[torch.Tensor]:
     """:func:`run_plan_counted` without the stack sizes; raises the first image's error, if any."""
-    outputs = run_plan_counted(plan, images, max_batch_pixels).outputs
+    outputs = run_plan_counted(plan, images, max_stack_pixels).outputs
     for out in outputs:
         if isinstance(out, JobError):
             raise out

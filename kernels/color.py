@@ -69,8 +69,8 @@ def grayscale(images: torch.Tensor) -> torch.Tensor:
     check_images(images)
     if images.shape[1] < 3:
         return images[:, 0:1].clone()
-    # Convert.c's integer formula itself, in int32 (1.6x the float32 route of _luma on a CPU), in
-    # blocks of rows so the int32 temporary stays small.
+    # Convert.c's integer formula itself, in int32 (faster than the float32 route of _luma on a CPU:
+    # BENCHMARKS.md, "Why the kernels' constants"), in blocks of rows so the int32 temporary stays small.
     wr, wg, wb = _LUMA_WEIGHTS
     out = torch.empty((images.shape[0], 1, *images.shape[2:]), dtype=torch.uint8, device=images.device)
     for rows in _row_blocks(images, _piece_pixels(images.device)):

@@ -205,9 +205,9 @@ def _filter_interior(images: torch.Tensor, spec: FixedFilter, out: torch.Tensor)
     """Write Pillow's filtered interior into ``out`` (a contiguous copy of ``images``), in chunks
     of rows: on the CPU one plane at a time in cache-sized chunks (a whole-batch pass per tap
     would stream the batch through memory once per weight), elsewhere the whole batch's rows.
-    (Kornia's filter2d gives the same integer sums through a float convolution, but measured 7x
-    slower than this on a CPU for 3x3 grids on photos, and its result needs the same rounding
-    afterwards.)
+    (Kornia's filter2d gives the same integer sums through a float convolution, but is slower than
+    this on a CPU for 3x3 grids on photos (BENCHMARKS.md, "Why the kernels' constants"), and its
+    result needs the same rounding afterwards.)
     """
     r = spec.size // 2
     b, c, h, w = images.shape

@@ -33,8 +33,9 @@ __all__ = ["LUT_SIZES", "Lut3D", "lut3d"]
 
 #: Table sizes (per axis) Pillow accepts.
 LUT_SIZES = range(2, 66)
-#: Fraction bits of a prepared table value (Pillow's PRECISION_BITS).
-PRECISION_BITS = 6
+#: Fraction bits of a prepared table value (Pillow's PRECISION_BITS in ColorLUT.c; not resize's
+#: 22, kernels.resize_weights.PRECISION_BITS).
+LUT_FRACTION_BITS = 6
 #: Fraction bits of a pixel's index into the table (SCALE_BITS) and of the shift (SHIFT_BITS).
 SCALE_BITS = 18
 SHIFT_BITS = 15
@@ -62,11 +63,11 @@ class Lut3D:
         if len(table) != size ** 3 * 3:
             raise ValueError(f"table must have size**3 * 3 = {size ** 3 * 3} values, got {len(table)}")
         item = torch.tensor(table, dtype=torch.float64).to(torch.float32)
-        scaled = (item * torch.tensor(255 << PRECISION_BITS, dtype=torch.float32)).to(torch.float64)
+        scaled = (item * torch.tensor(255 << LUT_FRACTION_BITS, dtype=torch.float32)).to(torch.float64)
         prepared = torch.where(item < 0, scaled - 0.5, scaled + 0.5).trunc()
         wide = item.to(torch.float64)
-        prepared = torch.where(wide >= (0x7FFF - 0.5) / (255 << PRECISION_BITS), 0x7FFF, prepared)
-        prepared = torch.where(wide <= (-0x8000 + 0.5) / (255 << PRECISION_BITS), -0x8000, prepared)
+        prepared = torch.where(wide >= (0x7FFF - 0.5) / (255 << LUT_FRACTION_BITS), 0x7FFF, prepared)
+        prepared = torch.where(wide <= (-0x8000 + 0.5) / (255 << LUT_FRACTION_BITS), -0x8000, prepared)
         return cls(size, prepared.to(torch.int16).numpy().astype("<i2").tobytes())
 
     def values(self) -> torch.Tensor:
@@ -113,7 +114,7 @@ def _apply(rgb: torch.Tensor, tables: tuple[torch.Tensor, ...]) -> torch.Tensor:
     along_r = _lerp(c[:, :, 0], c[:, :, 1], s_r, one - s_r)  # (2, 2, 3, N): [db, dg]
     along_g = _lerp(along_r[:, 0], along_r[:, 1], s_g, one - s_g)  # (2, 3, N): [db]
     v = _lerp(along_g[0], along_g[1], s_b, one - s_b)  # (3, N)
-    return ((v + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS).clamp_(0, 255).to(torch.uint8)
+    return ((v + (1 << (LUT_FRACTION_BITS - 1))) >> LUT_FRACTION_BITS).clamp_(0, 255).to(torch.uint8)
 
 
 def lut3d(images: torch.Tensor, lut: Lut3D) -> torch.Tensor:

@@ -302,7 +302,8 @@ def resize(images: torch.Tensor, size: tuple[int, int], filter: str = "lanczos",
     if filter == "nearest":
         rows = nearest_table(in_h, out_h, images.device, Span(in_h, top, bottom, 0))
         cols = nearest_table(in_w, out_w, images.device, Span(in_w, left, right, 0))
-        # gather with a stride-0 index beats index_select along the last dim (~3x on CPU).
+        # gather with a stride-0 index beats index_select along the last dim on the CPU
+        # (BENCHMARKS.md, "Why the kernels' constants").
         # Output rows in blocks: the picked rows (the intermediate) hold one block.
         out = images.new_empty((batch, channels, out_h, out_w))
         for block in _row_blocks(out, max(in_w, out_w)):

@@ -381,9 +381,9 @@ def _without_the_gil(function):
     """``function`` compiled by TorchScript, or ``function`` itself where TorchScript is gone.
 
     Why: the worker resizes two images at once on two threads, and a resize is a few hundred torch
-    calls; between calls each thread needs Python's interpreter lock, which made two threads only
-    1.6x one. TorchScript's interpreter runs the whole chunk loop without that lock, so two
-    threads run it at nearly twice the speed of one (BENCHMARKS.md, "Why the kernels' constants"). torch 2.11 and 2.14 mark
+    calls; between calls each thread needs Python's interpreter lock, so two threads fell well
+    short of twice one. TorchScript's interpreter runs the whole chunk loop without that lock, so
+    two threads come close to twice one (BENCHMARKS.md, "Why the kernels' constants"). torch 2.11 and 2.14 mark
     ``torch.jit.script`` deprecated (a DeprecationWarning, then a FutureWarning: both silenced
     here); if a later torch drops it, the same code runs as Python, only slower on two threads.
     """

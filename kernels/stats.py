@@ -11,7 +11,7 @@ import torch
 
 from kernels._checks import check_images
 
-#: ITU-R 601 luma weights in thousandths, as the tutorial's analyze_image uses
+#: ITU-R 601 luma weights in thousandths, as RunPod's custom-worker tutorial's analyze_image uses
 #: (0.299 R + 0.587 G + 0.114 B; not Pillow's rounded integer L).
 LUMA_WEIGHTS_1000 = (299, 587, 114)
 

@@ -188,8 +188,8 @@ def test_frames_count_against_the_pixel_limits():
     assert not over["success"] and "MAX_DECODED_PIXELS=40,000" in over["error"] and "8 frames" in over["error"]
     assert _runner(max_decoded_pixels=47_336).run(_job(data, "GIF"))["success"]
     assert _runner(max_decoded_pixels=40_000).run(_job(data, "JPEG"))["success"]  # one frame decoded
-    batch = _runner(max_batch_pixels=50_000).run({"images": [_job(data, "GIF"), _job(data, "PNG")]})
-    assert not batch["success"] and "MAX_BATCH_PIXELS" in batch["error"] and "53,253" in batch["error"]
+    batch = _runner(max_job_pixels=50_000).run({"images": [_job(data, "GIF"), _job(data, "PNG")]})
+    assert not batch["success"] and "MAX_JOB_PIXELS" in batch["error"] and "53,253" in batch["error"]
 
 
 def test_trim_is_refused_for_a_kept_animation():

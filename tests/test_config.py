@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import yaml
@@ -44,3 +45,47 @@ def test_unknown_keys_in_the_file_are_refused(tmp_path):
     path.write_text("max_concurency: 3\n")
     with pytest.raises(ValueError, match="unknown setting"):
         load_settings(path, environ={})
+
+
+@pytest.mark.parametrize("old, new, field", [("MAX_BATCH_PIXELS", "MAX_JOB_PIXELS", "max_job_pixels"),
+                                             ("BATCH_MAX_PIXELS", "MAX_STACK_PIXELS", "max_stack_pixels")])
+def test_a_former_environment_name_still_sets_the_renamed_setting(old, new, field, caplog):
+    with caplog.at_level(logging.WARNING, logger="gpu_worker.config"):
+        settings = load_settings(environ={old: "12345"})
+    assert getattr(settings, field) == 12345
+    assert settings == dataclasses.replace(Settings(), **{field: 12345})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and old in warnings[0] and f"now named {new}" in warnings[0]
+
+
+def test_a_former_environment_name_overrides_the_file_s_new_name(tmp_path):
+    # The shipped worker.yaml holds the new names; a deployment's old variable must still win.
+    path = tmp_path / "worker.yaml"
+    path.write_text("max_job_pixels: 7\nmax_stack_pixels: 8\n")
+    settings = load_settings(path, environ={"MAX_BATCH_PIXELS": "70", "BATCH_MAX_PIXELS": "80"})
+    assert (settings.max_job_pixels, settings.max_stack_pixels) == (70, 80)
+
+
+def test_a_former_name_in_the_file_still_works(tmp_path, caplog):
+    path = tmp_path / "worker.yaml"
+    path.write_text("batch_max_pixels: 1000\n")
+    with caplog.at_level(logging.WARNING, logger="gpu_worker.config"):
+        assert load_settings(path, environ={}).max_stack_pixels == 1000
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: batch_max_pixels is now named max_stack_pixels; please rename it (the old name still works)"]
+
+
+def test_when_both_names_are_set_the_new_one_wins(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="gpu_worker.config"):
+        settings = load_settings(environ={"MAX_BATCH_PIXELS": "1", "MAX_JOB_PIXELS": "2"})
+    assert settings.max_job_pixels == 2
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "MAX_JOB_PIXELS=2 is used and MAX_BATCH_PIXELS ignored" in warning
+    path = tmp_path / "worker.yaml"
+    path.write_text("batch_max_pixels: 1\nmax_stack_pixels: 2\n")
+    assert load_settings(path, environ={}).max_stack_pixels == 2
+
+
+def test_a_bad_value_under_a_former_name_names_the_new_setting():
+    with pytest.raises(ValueError, match=r"max_job_pixels \(MAX_JOB_PIXELS\) must be an integer"):
+        load_settings(environ={"MAX_BATCH_PIXELS": "lots"})

@@ -326,25 +326,25 @@ def test_max_batch_items_boundary():
     assert_names_limit(error_of(runner.run({"images": items + items[:1]})), "MAX_BATCH_ITEMS", 3)
 
 
-def test_max_batch_pixels_refuses_the_batch_before_decoding(spies):
+def test_max_job_pixels_refuses_the_batch_before_decoding(spies):
     items = [{"image": {"base64": b64(png_bytes(sample("RGB", (97, 61), name)))}}
              for name in ("astronaut.png", "coffee.png", "chelsea.png")]
-    runner = JobRunner(settings(max_batch_pixels=3 * 97 * 61), CPU)
+    runner = JobRunner(settings(max_job_pixels=3 * 97 * 61), CPU)
     assert runner.run({"images": items})["metadata"]["failed"] == 0
     decodes = spies["decode"].calls
-    runner = JobRunner(settings(max_batch_pixels=3 * 97 * 61 - 1), CPU)
+    runner = JobRunner(settings(max_job_pixels=3 * 97 * 61 - 1), CPU)
     message = error_of(runner.run({"images": items}))
-    assert "MAX_BATCH_PIXELS" in message
+    assert "MAX_JOB_PIXELS" in message
     assert spies["decode"].calls == decodes
 
 
-def test_max_batch_pixels_of_header_bombs_refused_fast(spies):
+def test_max_job_pixels_of_header_bombs_refused_fast(spies):
     """Three 40000x40000 headers under a per-image limit that allows them: the batch total
     (4.8 GP) is over the default 1000 MP and nothing is decoded."""
     item = {"image": {"base64": b64(corpus.huge_png())}}
     runner = JobRunner(settings(max_decoded_pixels=2_000 * MB, max_output_pixels=2_000 * MB), CPU)
     response = runner.run({"images": [item] * 3})
-    assert_names_limit(error_of(response), "MAX_BATCH_PIXELS", 1_000 * MB)
+    assert_names_limit(error_of(response), "MAX_JOB_PIXELS", 1_000 * MB)
     assert spies["decode"].calls == 0
 
 
@@ -359,10 +359,10 @@ def _over_4k(spies, limit_name: str) -> str:
         job = {"image": {"base64": b64(GOOD_PNG)},
                "operations": [{"type": "resize", "params": {"width": 4097, "height": 4096, "maintain_aspect": False}}]}
         return error_of(JobRunner(settings(max_output_pixels=FOUR_K), CPU).run(job))
-    return error_of(JobRunner(settings(max_batch_pixels=FOUR_K), CPU).run({"images": [{"image": header}]}))
+    return error_of(JobRunner(settings(max_job_pixels=FOUR_K), CPU).run({"images": [{"image": header}]}))
 
 
-@pytest.mark.parametrize("limit_name", ["MAX_DECODED_PIXELS", "MAX_OUTPUT_PIXELS", "MAX_BATCH_PIXELS"])
+@pytest.mark.parametrize("limit_name", ["MAX_DECODED_PIXELS", "MAX_OUTPUT_PIXELS", "MAX_JOB_PIXELS"])
 def test_pixel_limit_messages_show_the_configured_value_exactly(spies, limit_name):
     """MAX_x=16777216 and an image of 4097x4096 = 16781312 pixels: a message that rounds both to
     '16.8 MP' says the image is over a limit it seems to equal. The byte limit shows

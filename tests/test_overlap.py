@@ -215,11 +215,11 @@ def test_a_batch_in_chunks_equals_the_batch_in_one_chunk(device, chunk_images):
 def test_chunks_respect_both_the_image_count_and_the_pixel_limit():
     datas = [save(sample("RGB", (40, 30), name), "PNG") for name in COLOR_PHOTOS] * 2  # 8 images
     runner = JobRunner(dataclasses.replace(Settings(), gpu_worker_device="cpu", chunk_images=3,
-                                           batch_max_pixels=2 * 40 * 30), CPU)
+                                           max_stack_pixels=2 * 40 * 30), CPU)
     progress = []
     response = runner.run(_job(datas), progress=lambda done, total: progress.append(done))
     assert response["metadata"]["failed"] == 0
-    assert progress == [2, 4, 6, 8]  # BATCH_MAX_PIXELS holds 2 images, fewer than CHUNK_IMAGES
+    assert progress == [2, 4, 6, 8]  # MAX_STACK_PIXELS holds 2 images, fewer than CHUNK_IMAGES
     runner = JobRunner(dataclasses.replace(Settings(), gpu_worker_device="cpu", chunk_images=3), CPU)
     progress.clear()
     runner.run(_job(datas), progress=lambda done, total: progress.append(done))

@@ -94,7 +94,7 @@ def test_batched_equals_one_by_one_and_mixed_shapes_keep_their_order(device):
     assert [tuple(o.shape) for o in out] == [(3, 30, 48), (3, 76, 48), (3, 30, 48)]
     assert torch.equal(out[0], stacked[0]) and torch.equal(out[2], stacked[1])
     assert torch.equal(out[1], pipe(mixed[1]))
-    capped = Pipeline(OPS, device=device, max_batch_pixels=97 * 61 * 2, then=[blur])
+    capped = Pipeline(OPS, device=device, max_stack_pixels=97 * 61 * 2, then=[blur])
     assert torch.equal(capped(batch), stacked)  # the steps run in chunks of the cap
 
 

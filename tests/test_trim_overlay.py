@@ -187,11 +187,11 @@ def test_a_failing_overlay_refuses_the_items_naming_the_field_before_any_decode(
 def test_overlay_pixels_count_in_the_batch_limit():
     photo = {"image": {"base64": png_b64(sample("RGB", (20, 20)))}}
     ops = [{"type": "overlay", "params": {"image": {"base64": RGBA_PNG}}}]  # 14x10 = 140 pixels
-    within = dataclasses.replace(Settings(), max_batch_pixels=2 * 400 + 140)
+    within = dataclasses.replace(Settings(), max_job_pixels=2 * 400 + 140)
     assert JobRunner(within, torch.device("cpu")).run({"images": [photo, photo], "operations": ops})["success"]
-    over = dataclasses.replace(Settings(), max_batch_pixels=2 * 400 + 139)
+    over = dataclasses.replace(Settings(), max_job_pixels=2 * 400 + 139)
     response = JobRunner(over, torch.device("cpu")).run({"images": [photo, photo], "operations": ops})
-    assert not response["success"] and "MAX_BATCH_PIXELS" in response["error"]
+    assert not response["success"] and "MAX_JOB_PIXELS" in response["error"]
 
 
 @pytest.mark.parametrize("params, field", [

@@ -126,7 +126,7 @@ def worker4(tmp_path_factory):
     chunks (so a batch of 200x133 images runs in several chunks), on its own fake queue."""
     with FakeRunPodQueue() as queue:
         proc = launch(queue, tmp_path_factory.mktemp("worker4") / "worker.log",
-                      MAX_CONCURRENCY="4", BATCH_WAIT_MS="200", BATCH_MAX_PIXELS="50000")
+                      MAX_CONCURRENCY="4", BATCH_WAIT_MS="200", MAX_STACK_PIXELS="50000")
         try:
             yield queue, proc
         finally:

@@ -71,14 +71,14 @@ class Options:
     give_up_after: int = DEFAULT_THRESHOLD
 
 
-def process(options: Options, stop: Optional[threading.Event] = None) -> Summary:
+def process(options: Options) -> Summary:
     """Run ``options``; returns the summary. ClientError (before anything is sent) for bad
-    arguments or sources. ``stop`` set (or Ctrl-C) ends the run early: no new jobs are sent,
-    jobs in flight are cancelled, what was written stays recorded. When the endpoint looks down
+    arguments or sources. Ctrl-C (KeyboardInterrupt, raised) ends the run early: no new jobs are
+    sent, jobs in flight are cancelled, what was written stays recorded. When the endpoint looks down
     (the breaker) no new jobs are sent either; jobs in flight end (without further tries) and
     the summary's ``stopped`` says why. Images never sent are counted in ``not_attempted``."""
     started = time.monotonic()
-    stop = stop or threading.Event()
+    stop = threading.Event()  # set when the run ends on an exception: polling and new jobs end
     _check_options(options)
     uses_s3 = any(is_s3(s) for s in (*options.sources, options.dest, options.stage or ""))
     s3 = make_client(options.s3_endpoint_url) if uses_s3 else None
@@ -128,8 +128,6 @@ def process(options: Options, stop: Optional[threading.Event] = None) -> Summary
     summary.not_attempted = len(todo) - summary.done - len(summary.failed)
     if breaker.reason:
         summary.stopped = breaker.reason
-    elif stop.is_set() and summary.not_attempted:
-        summary.stopped = "stopped before the end (Ctrl-C or the caller's stop)"
     return summary
 
 

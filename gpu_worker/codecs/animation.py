@@ -35,10 +35,12 @@ import torch
 from PIL import Image
 
 from gpu_worker.codecs.containers import Kept
+from gpu_worker.codecs.encode_more import GIF_ALPHA_THRESHOLD, GIF_TRANSPARENT_INDEX
 from gpu_worker.codecs.decode import apply_orientation
 from gpu_worker.codecs.probe import SourceInfo, open_image
 from gpu_worker.errors import DecodeError, EncodeError, LimitExceeded
 from gpu_worker.formats import OUTPUT_FORMATS
+from gpu_worker.interop import MODE_OF_CHANNELS
 
 __all__ = ["ANIMATION_DECODER", "Timing", "check_limits", "decode_frames", "encode_frames", "encode_gif", "is_animation",
            "kept", "stacked_info"]
@@ -51,9 +53,6 @@ ANIMATED_SOURCES = ("GIF", "WEBP", "PNG")
 
 #: APNG's dispose_op (0 none, 1 background, 2 previous) as GIF's disposal (1, 2, 3).
 _APNG_TO_GIF_DISPOSAL = {0: 1, 1: 2, 2: 3}
-
-_PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-
 
 @dataclass(frozen=True)
 class Timing:
@@ -197,21 +196,17 @@ def _pil_frames(frames: torch.Tensor, opaque_as_rgb: bool) -> list[Image.Image]:
     if opaque_as_rgb and c in (2, 4) and bool((host[:, -1] == 255).all()):
         host, c = host[:, :-1], c - 1
     array = host.permute(0, 2, 3, 1).contiguous().numpy()
-    mode = _PIL_MODES[c]
+    mode = MODE_OF_CHANNELS[c]
     images = [Image.fromarray(a[:, :, 0] if c == 1 else a, mode) for a in array]
     if mode in ("L", "LA"):
         images = [im.convert("RGBA" if mode == "LA" else "RGB") for im in images]
     return images
 
 
-#: GIF's alpha is one bit: a pixel whose alpha is below this is written transparent.
-GIF_ALPHA_THRESHOLD = 128
-
-
 def _gif_frame(frame: Image.Image) -> Image.Image:
     """An RGB or RGBA image -> a palette image for GIF: its colours quantized by Pillow's median
-    cut (``quantize``: 256 colours; 255 and one transparent entry when some pixel's alpha is below
-    `GIF_ALPHA_THRESHOLD`). Pillow's own RGBA conversion (fast octree over RGBA) can leave no
+    cut (``quantize``: 256 colours; 255 and one transparent entry, `GIF_TRANSPARENT_INDEX`, when
+    some pixel's alpha is below `GIF_ALPHA_THRESHOLD`). Pillow's own RGBA conversion (fast octree over RGBA) can leave no
     palette entry whose alpha is exactly 0, and then transparent pixels come out opaque."""
     if frame.mode != "RGBA":
         return frame.quantize(256)
@@ -221,13 +216,13 @@ def _gif_frame(frame: Image.Image) -> Image.Image:
         return frame.convert("RGB").quantize(256)
     rgb = array[..., :3].copy()
     rgb[clear] = rgb[~clear][0] if (~clear).any() else 0  # the hidden colour spends no palette entry
-    quantized = Image.fromarray(rgb, "RGB").quantize(255)
+    quantized = Image.fromarray(rgb, "RGB").quantize(GIF_TRANSPARENT_INDEX)  # entries 0..254
     index = np.asarray(quantized).copy()
-    index[clear] = 255
-    palette = quantized.getpalette()[: 255 * 3]
+    index[clear] = GIF_TRANSPARENT_INDEX
+    palette = quantized.getpalette()[: GIF_TRANSPARENT_INDEX * 3]
     out = Image.fromarray(index, "P")
     out.putpalette(palette + [0] * (768 - len(palette)))
-    out.info["transparency"] = 255
+    out.info["transparency"] = GIF_TRANSPARENT_INDEX
     return out
 
 

@@ -22,8 +22,8 @@ in ``make test``) checks:
   chunk CRC and the whole zlib stream before torchvision's decoder would cost an inflate of its
   own, about what Pillow's whole decode costs (BENCHMARKS.md, "Decoders on untrusted bytes").
 - JPEG stays on libjpeg-turbo through torchvision on the host (Pillow's pixels, bit for bit) and
-  nvjpeg on CUDA; WebP stays on torchvision's libwebp (several times faster than Pillow's, which
-  goes through libwebp's animation decoder). Both libraries are fuzzed upstream, torchvision's
+  nvjpeg on CUDA; WebP stays on torchvision's libwebp (faster than Pillow's, which goes through
+  libwebp's animation decoder: BENCHMARKS.md, "Decoders on untrusted bytes"). Both libraries are fuzzed upstream, torchvision's
   wrappers around them report every error as an exception, and the campaign found no crash in
   either.
 - Every decoded image's size is checked against the header's (`probe`), so no result can carry

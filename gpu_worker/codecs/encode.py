@@ -37,15 +37,13 @@ from gpu_worker.codecs.encode_more import encode_avif, encode_gif
 from gpu_worker.codecs.containers import Kept, embed
 from gpu_worker.errors import EncodeError
 from gpu_worker.formats import OUTPUT_FORMATS, QUALITY_RANGE, formats_with
+from gpu_worker.interop import MODE_OF_CHANNELS
 from kernels._checks import check_images
 
 __all__ = ["FORMATS", "encode", "flatten_alpha", "stored_colours"]
 
 #: Output formats, as the caller spells them (canonical names of gpu_worker.formats).
 FORMATS = tuple(OUTPUT_FORMATS)
-
-_PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-
 
 def _clean(err: BaseException) -> str:
     msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -135,7 +133,7 @@ def _pil_image(img: torch.Tensor) -> Image.Image:
     RGB are copied once into Pillow's 4-byte pixels.
     """
     c, h, w = img.shape
-    mode = _PIL_MODES[c]
+    mode = MODE_OF_CHANNELS[c]
     array = img.permute(1, 2, 0).contiguous().numpy()
     if mode in ("L", "RGBA"):
         return Image.frombuffer(mode, (w, h), array, "raw", mode, 0, 1)

@@ -29,14 +29,13 @@ import torch
 from PIL import Image
 
 from gpu_worker.codecs.containers import EXIF_HEADER, Kept
+from gpu_worker.interop import MODE_OF_CHANNELS
 
 __all__ = ["encode_avif", "encode_gif", "GIF_TRANSPARENT_INDEX"]
 
-_PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-
 #: The palette entry that is transparent in a GIF of an image with alpha.
 GIF_TRANSPARENT_INDEX = 255
-#: Alpha at or above this is opaque in a GIF, below it transparent.
+#: GIF's alpha is one bit: alpha at or above this is opaque in a GIF, below it transparent.
 GIF_ALPHA_THRESHOLD = 128
 
 
@@ -44,7 +43,7 @@ def _pil(img: torch.Tensor) -> Image.Image:
     """uint8 (C, H, W) on the host -> a Pillow image of the matching mode (one copy)."""
     array = img.permute(1, 2, 0).contiguous().numpy()
     c = array.shape[2]
-    return Image.fromarray(array[:, :, 0] if c == 1 else array, _PIL_MODES[c])
+    return Image.fromarray(array[:, :, 0] if c == 1 else array, MODE_OF_CHANNELS[c])
 
 
 def encode_avif(images: torch.Tensor, quality: int, speed: int,

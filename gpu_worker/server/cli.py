@@ -15,7 +15,10 @@ from gpu_worker.server.config import ServerConfig, load_config, refusal
 
 log = logging.getLogger("gpu_worker.server")
 
+#: Exit status for bad or unsafe server settings.
 BAD_SETTINGS = 2
+#: Exit status when the worker cannot start (bad worker settings, unusable device, failed
+#: warm-up), for ``serve`` and for the job loop (gpu_worker.__main__).
 STARTUP_FAILED = 1
 
 

@@ -68,7 +68,6 @@ class Job:
     unread: list = field(default_factory=list)
     #: Counts runs (``retry`` starts a new one); a run's result counts only while it is current.
     generation: int = 0
-    retried: int = 0
     expires_at: Optional[float] = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -169,7 +168,6 @@ class JobQueue:
         if self.depth >= self.config.queue_size:
             raise QueueFull(f"the queue is full: {self.config.queue_size} jobs are waiting (SERVE_QUEUE_SIZE)")
         job.generation += 1
-        job.retried += 1
         self.counts["retried"] += 1
         job.status, job.output, job.error, job.progress, job.unread = IN_QUEUE, None, None, None, []
         job.submitted_at, job.started_at, job.finished_at, job.expires_at = time.monotonic(), None, None, None

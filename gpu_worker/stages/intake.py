@@ -35,7 +35,7 @@ def validate(item: Item, settings: Settings) -> None:
         raise type(exc)(str(exc) if item.where == "input" else f"{item.where}.{exc}") from None
 
 
-def load_resources(items: list[Item], settings: Settings, device: torch.device) -> None:
+def load_item_resources(items: list[Item], settings: Settings, device: torch.device) -> None:
     """Fetch, probe and decode onto ``device`` every distinct resource the live items' operations
     name (overlay's ``image``), once for the job, with a source's limits (MAX_SOURCE_BYTES,
     FETCH_TIMEOUT_S, MAX_DECODED_PIXELS); each item's plan then holds the decoded images. A
@@ -119,15 +119,15 @@ def check_plan_sizes(item: Item, settings: Settings) -> None:
 
 
 def check_batch_pixels(items: list[Item], settings: Settings) -> None:
-    """Refuse the whole job when its images together hold more than MAX_BATCH_PIXELS: the
+    """Refuse the whole job when its images together hold more than MAX_JOB_PIXELS: the
     sources, and each distinct resource image (loaded once) once."""
     resources = {resource.model_dump()["sha256"]: resource.image.shape[1] * resource.image.shape[2]
                  for item in live(items) for _, resource in item.plan.resources()}
     total = sum(frames.decoded_pixels(item.info) for item in live(items)) + sum(resources.values())
-    if total > settings.max_batch_pixels:
+    if total > settings.max_job_pixels:
         raise LimitExceeded(
             f"the batch's images hold {total:,} pixels in all, over the per-batch limit "
-            f"MAX_BATCH_PIXELS={settings.max_batch_pixels:,}")
+            f"MAX_JOB_PIXELS={settings.max_job_pixels:,}")
 
 
 def cache_key(item: Item) -> str:
