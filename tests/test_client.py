@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -289,6 +290,40 @@ def test_json_summary_from_the_command_line(server, photo_dir, ops_file, tmp_pat
     assert summary["wall_s"] > 0 and summary["images_per_s"] > 0
     # relative paths from the glob's folder part
     assert set(outputs(tmp_path / "out")) == {p.relative_to(photo_dir / "trip").as_posix() for p in jpgs}
+
+
+def test_ctrl_c_finishes_the_jobs_in_flight_prints_the_summary_and_the_rerun_does_the_rest(server, photo_dir, ops_file,
+                                                                                         tmp_path, capsys, api_key):
+    """The first Ctrl-C (SIGINT to the command) sends no new job; the jobs in flight finish, are
+    written and recorded; the JSON summary still comes, with exit status 130. The same command
+    again does only what is left."""
+    dest = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RUNPOD_API_KEY": "k"}
+    command = [sys.executable, "-m", "gpu_worker.client", "process", str(photo_dir), "--ops", str(ops_file),
+               "--out", str(dest), *remote(server), "--batch", "8", "--concurrency", "2", "--json", "--no-progress"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while len(manifest_lines(dest)) < 16:
+            assert time.monotonic() < deadline and proc.poll() is None, "the client ended before 16 images were done"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopping: no new jobs are sent" in err
+    first = json.loads(out)
+    assert first["stopped"].startswith("interrupted (Ctrl-C)")
+    assert 16 <= first["done"] < 240 and first["failed"] == []
+    assert first["not_attempted"] == 240 - first["done"] > 0
+    # Every job that was in flight was finished and recorded: nothing half-written.
+    assert len(outputs(dest)) == len(manifest_lines(dest)) == first["done"]
+
+    code, second = run_cli(capsys, str(photo_dir), "--ops", str(ops_file), "--out", str(dest), *remote(server))
+    assert code == 0, second
+    assert (second["done"], second["skipped"], second["not_attempted"]) == (240 - first["done"], first["done"], 0)
+    assert set(outputs(dest)) == expected_outputs(photo_dir)
 
 
 def test_url_list_source(server, tmp_path, capsys, api_key):

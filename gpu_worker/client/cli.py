@@ -4,8 +4,9 @@
 Exit status: 0 when every image was done (or already was), 1 when some failed (the summary lists
 them), 2 for bad arguments or sources (nothing was sent), 3 when the run stopped because the
 endpoint looked down (``--give-up-after`` jobs in a row failed the same transient way; the images
-not sent are counted as not attempted), 130 after Ctrl-C. After 1, 3 and 130 what was written is
-recorded: running the same command again does only the rest.
+not sent are counted as not attempted), 130 after Ctrl-C. The first Ctrl-C stops sending jobs,
+lets the jobs in flight finish and prints the summary; a second one quits at once. After 1, 3 and
+130 what was written is recorded: running the same command again does only the rest.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-from typing import Optional, Sequence
+import threading
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 from gpu_worker.client.breaker import DEFAULT_THRESHOLD
-from gpu_worker.client.run import DEFAULT_BATCH, DEFAULT_CONCURRENCY, Options, process
+from gpu_worker.client.run import DEFAULT_BATCH, DEFAULT_CONCURRENCY, INTERRUPTED, Options, process
 from gpu_worker.client.s3 import ClientError
 from gpu_worker.client.spec import load_spec
 from gpu_worker.client.submit import RetryPolicy
@@ -87,7 +91,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             max_body=args.max_body_bytes, progress=args.progress, give_up_after=max(0, args.give_up_after))
         if args.base_url and not args.endpoint:
             raise ClientError("--base-url needs --endpoint ID (any id for a local server)")
-        summary = process(options)
+        with _first_ctrl_c_sets() as interrupt:
+            summary = process(options, interrupt)
     except ClientError as exc:
         print(f"gpu-worker-client: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -99,9 +104,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(json.dumps(summary.to_json(), indent=2))
     else:
         print(summary.text(), file=sys.stderr)
+    if summary.stopped == INTERRUPTED:
+        return EXIT_INTERRUPTED
     if summary.stopped:
         return EXIT_ENDPOINT_DOWN
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+@contextmanager
+def _first_ctrl_c_sets() -> Iterator[threading.Event]:
+    """An event the first Ctrl-C (SIGINT) sets, saying so on stderr; the second raises
+    KeyboardInterrupt. Outside the main thread (no signal handlers there) Ctrl-C stays Python's."""
+    interrupt = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+
+    def on_sigint(signum, frame) -> None:
+        if interrupt.is_set():
+            raise KeyboardInterrupt
+        interrupt.set()
+        print("gpu-worker-client: stopping: no new jobs are sent; the jobs in flight finish and are written "
+              "(Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ from gpu_worker.client.spec import JobSpec
 from gpu_worker.client.submit import GaveUp, RetryPolicy, run_with_retries
 from gpu_worker.server.config import RUN_BODY_LIMIT
 
+#: The summary's ``stopped`` after an interrupt (the first Ctrl-C).
+INTERRUPTED = "interrupted (Ctrl-C): the jobs in flight finished and were written; no new ones were sent"
+
 #: Images per job by default. The job is the worker's unit of batching: it goes to the device in
 #: chunks of CHUNK_IMAGES (16), and one chunk's operations overlap the next one's decode and the
 #: last one's encode, so a job of one chunk has nothing to overlap; 64 is four chunks, and images of
@@ -71,12 +74,15 @@ class Options:
     give_up_after: int = DEFAULT_THRESHOLD
 
 
-def process(options: Options) -> Summary:
+def process(options: Options, interrupt: Optional[threading.Event] = None) -> Summary:
     """Run ``options``; returns the summary. ClientError (before anything is sent) for bad
-    arguments or sources. Ctrl-C (KeyboardInterrupt, raised) ends the run early: no new jobs are
-    sent, jobs in flight are cancelled, what was written stays recorded. When the endpoint looks down
+    arguments or sources. ``interrupt`` set (the command line's first Ctrl-C) ends the run early
+    and gently: no new jobs are sent, the jobs in flight finish and are written and recorded, and
+    the summary's ``stopped`` says so. KeyboardInterrupt raised (a second Ctrl-C) ends it at once:
+    jobs in flight are cancelled, what was written stays recorded. When the endpoint looks down
     (the breaker) no new jobs are sent either; jobs in flight end (without further tries) and
     the summary's ``stopped`` says why. Images never sent are counted in ``not_attempted``."""
+    interrupt = interrupt or threading.Event()
     started = time.monotonic()
     stop = threading.Event()  # set when the run ends on an exception: polling and new jobs end
     _check_options(options)
@@ -121,20 +127,23 @@ def process(options: Options) -> Summary:
         progress.advance(result.done, len(result.failed))
 
     try:
-        _run_bounded(batches, one, options.concurrency, stop, halt)
+        _run_bounded(batches, one, options.concurrency, stop, halt, interrupt)
     finally:
         progress.close()
         summary.wall_s = time.monotonic() - started
     summary.not_attempted = len(todo) - summary.done - len(summary.failed)
     if breaker.reason:
         summary.stopped = breaker.reason
+    elif interrupt.is_set() and summary.not_attempted:
+        summary.stopped = INTERRUPTED
     return summary
 
 
 def _run_bounded(batches: list[Batch], one, concurrency: int, stop: threading.Event,
-                 halt: threading.Event) -> None:
+                 halt: threading.Event, interrupt: threading.Event) -> None:
     """``one(batch)`` for each batch on ``concurrency`` threads, at most ``concurrency`` more
-    queued than running (the rest wait here), until done or ``halt``; ``stop`` sets ``halt``.
+    queued than running (the rest wait here), until done or ``halt``; ``stop`` and ``interrupt``
+    set ``halt`` (``interrupt`` lets the batches already running finish).
     A ClientError (refused key) or a bug from a batch ends the run: stop and halt are set,
     queued batches cancelled, the error raised."""
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="client")
@@ -142,7 +151,7 @@ def _run_bounded(batches: list[Batch], one, concurrency: int, stop: threading.Ev
     try:
         queue = iter(batches)
         while True:
-            if stop.is_set():
+            if stop.is_set() or interrupt.is_set():
                 halt.set()
             while len(pending) < 2 * max(1, concurrency) and not halt.is_set():
                 batch = next(queue, None)
