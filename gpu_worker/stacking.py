@@ -43,6 +43,13 @@ class Ran(NamedTuple):
     stacked: list[int]
 
 
+def runs_stacked(device: torch.device) -> bool:
+    """Whether images on ``device`` run as one stack, one kernel call per step (CUDA: a launch per
+    image saved), or one image at a time (the CPU: no launch to save, and one image's
+    intermediates stay in cache from step to step, faster than stacked: BENCHMARKS.md)."""
+    return device.type != "cpu"
+
+
 def group_by_shape(images: Sequence[torch.Tensor]) -> dict[tuple[int, ...], list[int]]:
     """Input positions grouped by image shape ``(C, H, W)``, in first-seen order."""
     groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
@@ -67,10 +74,9 @@ def run_stack(bound: BoundPlan, batch: torch.Tensor) -> torch.Tensor:
     the CPU and its result is copied back. The output is on the stack's device; only when even
     the result does not fit there does it stay on the host. The device is left usable either way.
 
-    On the CPU the stack runs one image at a time: there is no kernel launch to save, and one
-    image's intermediates stay in cache from op to op (faster than stacked: BENCHMARKS.md).
+    Where the device does not run stacks (:func:`runs_stacked`: the CPU) it runs one image at a time.
     """
-    if batch.device.type == "cpu" and batch.shape[0] > 1:
+    if not runs_stacked(batch.device) and batch.shape[0] > 1:
         return torch.cat([own.run_fixed(image) for own, image in zip(per_sample.each(bound, len(batch)),
                                                                          batch.split(1))])
     result = _unless_oom(lambda: bound.run_fixed(batch))
@@ -144,7 +150,7 @@ def run_images(bound: BoundPlan, images: Sequence[torch.Tensor], max_stack_pixel
     on the whole stack and the operations after it run as their own plan (:func:`run_plan_counted`,
     ``max_stack_pixels`` per stack), so an output may be a JobError (see :data:`Outcome`).
     """
-    if images[0].device.type != "cpu":
+    if runs_stacked(images[0].device):
         return run_stacked(bound, images, max_stack_pixels, pool)
     own = per_sample.each(bound, len(images))  # each image's own plan: its values as numbers
     if bound.rest is None:

@@ -15,7 +15,8 @@ from kernels.context import KernelContext
 
 @dataclass(frozen=True)
 class DevicePolicy:
-    """Where a job's decodes, operations and encodes run.
+    """Where a job's decodes, operations and encodes run. What is stacked follows the device
+    (``gpu_worker.stacking.runs_stacked``: CUDA runs stacks, the CPU one image per pool thread).
 
     Attributes:
         device: where decode, operations and encode put their tensors.
