@@ -70,7 +70,7 @@ def formats_table() -> str:
         kept = ", ".join(name.upper() for name in f.metadata) or "nothing"
         rows.append(f"| `{f.name}` | {aliases} | `{f.mime}` | `.{f.extension}` | {f.max_side:,} | {f.alpha} | "
                     f"{f'{low}-{high}' if f.quality else '–'} | {'yes' if f.lossless else '–'} | {speed} | {kept} | "
-                    f"{'yes' if f.icc else 'no'} | {'yes' if f.budget else '–'} | {'yes' if f.animation else 'no'} | {f.encoder} |\n")
+                    f"{'yes' if f.icc else 'no'} | {'yes' if f.budget else '–'} | {'yes' if f.animation else 'no'} | {f.encoder_notes} |\n")
     return "".join(rows)
 
 
