@@ -76,11 +76,12 @@ def formats_table() -> str:
 
 def sources_table() -> str:
     """One row per source format read, then one per source refused by name."""
-    rows = ["| source | read | decoder |\n", "| --- | --- | --- |\n"]
+    rows = ["| source | extensions | read | decoder |\n", "| --- | --- | --- | --- |\n"]
     for f in SOURCE_FORMATS:
-        rows.append(f"| {f.name} | {f.reads} | {f.decoder} |\n")
+        extensions = ", ".join(f"`.{e}`" for e in f.extensions)
+        rows.append(f"| {f.name} | {extensions} | {f.reads} | {f.decoder} |\n")
     for r in REFUSED_SOURCES:
-        rows.append(f"| {r.name} | refused, recognised by {r.signature}: {r.reason} | – |\n")
+        rows.append(f"| {r.name} | – | refused, recognised by {r.signature}: {r.reason} | – |\n")
     return "".join(rows)
 
 

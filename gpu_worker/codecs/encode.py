@@ -232,18 +232,20 @@ def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bo
     Args:
         images: uint8 ``(B, C, H, W)``, values 0..255, C in 1..4 (alpha last when C is even),
             on any device. Not modified.
-        format: "JPEG", "PNG", "WEBP", "AVIF" or "GIF" (the caller normalises the case).
-        quality: 1..100, for JPEG, WEBP and AVIF (for lossless WebP it is the compression
-            effort). Ignored for PNG and GIF.
-        lossless: WEBP only: store every pixel exactly.
+        format: a canonical name of the formats table, ``OUTPUT_FORMATS`` ("JPEG"; the caller
+            normalises the case).
+        quality: 1..100, for the formats with ``quality`` (for lossless WebP it is the
+            compression effort); the others ignore it.
+        lossless: formats with ``lossless`` (WEBP): store every pixel exactly.
         nvjpeg: a batch on CUDA in a format with a GPU encoder (``encoders["cuda"]``: JPEG's
             nvjpeg, RGB only): encode it there (fast; not the same file as libjpeg-turbo's: up
             to a few levels apart once decoded). False: the host's encoder (``encoders["cpu"]``:
             libjpeg-turbo, as Pillow).
-        speed: AVIF only: libavif's speed, 0 (slowest) to 10; None: the format's default.
-        metadata: per image, the EXIF, XMP and ICC profile to write into its file (JPEG, PNG,
-            WebP, AVIF; what a JPEG cannot hold is left out: `containers.writable`); None
-            writes none.
+        speed: formats with a ``speed`` (AVIF: libavif's, 0 slowest to 10); None: the format's
+            default.
+        metadata: per image, the EXIF, XMP and ICC profile to write into its file, as
+            `containers.writable` cuts it to what the format holds (the table's ``metadata``
+            and ``icc``); None writes none.
 
     Returns:
         ``B`` encoded files (bytes), in batch order; ``[]`` for an empty batch.
