@@ -36,9 +36,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fuzz_cases import single_job  # noqa: E402
 from fuzz_harness import Case, Limits, run_cases  # noqa: E402
+from gpu_worker.formats import SOURCE_PILLOW_NAMES  # noqa: E402
 
-#: Pillow format names of the files the worker reads (MPO is JPEG's multi-picture variant).
-ACCEPTED = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "ICO")
+#: Pillow format names of the files the worker reads (the formats table's; MPO, JPEG's
+#: multi-picture variant, included).
+ACCEPTED = SOURCE_PILLOW_NAMES
 #: The worker's default MAX_DECODED_PIXELS: larger files are refused by design.
 PIXEL_LIMIT = 50_000_000
 #: Largest file sent (the worker's MAX_SOURCE_BYTES).

@@ -70,17 +70,18 @@ def formats_table() -> str:
         kept = ", ".join(name.upper() for name in f.metadata) or "nothing"
         rows.append(f"| `{f.name}` | {aliases} | `{f.mime}` | `.{f.extension}` | {f.max_side:,} | {f.alpha} | "
                     f"{f'{low}-{high}' if f.quality else '–'} | {'yes' if f.lossless else '–'} | {speed} | {kept} | "
-                    f"{'yes' if f.icc else 'no'} | {'yes' if f.budget else '–'} | {'yes' if f.animation else 'no'} | {f.encoder} |\n")
+                    f"{'yes' if f.icc else 'no'} | {'yes' if f.budget else '–'} | {'yes' if f.animation else 'no'} | {f.encoder_notes} |\n")
     return "".join(rows)
 
 
 def sources_table() -> str:
     """One row per source format read, then one per source refused by name."""
-    rows = ["| source | read | decoder |\n", "| --- | --- | --- |\n"]
+    rows = ["| source | extensions | read | decoder |\n", "| --- | --- | --- | --- |\n"]
     for f in SOURCE_FORMATS:
-        rows.append(f"| {f.name} | {f.reads} | {f.decoder} |\n")
+        extensions = ", ".join(f"`.{e}`" for e in f.extensions)
+        rows.append(f"| {f.name} | {extensions} | {f.reads} | {f.decoder} |\n")
     for r in REFUSED_SOURCES:
-        rows.append(f"| {r.name} | refused, recognised by {r.signature}: {r.reason} | – |\n")
+        rows.append(f"| {r.name} | – | refused, recognised by {r.signature}: {r.reason} | – |\n")
     return "".join(rows)
 
 

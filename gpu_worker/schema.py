@@ -5,14 +5,16 @@ A single-image job::
 
     {"image": {"url": "https://..."} | {"base64": "..."},
      "operations": [{"type": "resize", "params": {"width": 800}}, ...],
-     "output": {"format": "JPEG" | "PNG" | "WEBP" | "AVIF" | "GIF", "quality": 1..100, "upload": false,
-                "lossless": false, "speed": 0..10, "keep_metadata": false, "max_bytes": 1..,
-                "icc": "srgb" | "keep"},
+     "output": {"format": "JPEG", "quality": 1..100, "upload": false, "lossless": false,
+                "speed": 0..10, "keep_metadata": false, "max_bytes": 1.., "icc": "srgb" | "keep"},
      "analysis": "source" | "result" | "both" | true | false}
 
 A batch job is ``{"images": [<single-image job>, ...]}``; ``operations``, ``output`` and
 ``analysis`` given beside ``images`` are defaults for items that leave them out. Items are
 validated one by one, so a bad item fails only itself.
+
+The output formats, and which ``output`` settings apply to which of them, are the formats table's
+(`gpu_worker.formats`); the fields' descriptions are built from it.
 """
 
 from __future__ import annotations
@@ -47,23 +49,40 @@ class ImageSource(_Strict):
 _SPEEDS = [f.speed for f in OUTPUT_FORMATS.values() if f.speed is not None]
 
 
+def _applies(attribute: str) -> str:
+    """The formats a setting applies to, for its description: "JPEG, WEBP, AVIF"."""
+    return ", ".join(formats_with(attribute))
+
+
+def _format_names() -> str:
+    """The accepted names, for the description."""
+    aliases = [f"{a} ({f.name})" for f in OUTPUT_FORMATS.values() for a in f.aliases]
+    return f"one of {', '.join(OUTPUT_FORMATS)}, any case" + (f"; also {', '.join(aliases)}" if aliases else "")
+
+
+def _speed_ranges() -> str:
+    """Each format's ``speed`` range and default, for the description."""
+    return "; ".join(f"{f.name}: {f.speed[0]} slowest, smallest file, to {f.speed[1]} fastest, default {f.speed[2]}"
+                     for f in OUTPUT_FORMATS.values() if f.speed is not None)
+
+
 class OutputSpec(_Strict):
     """How the result is encoded and returned. Which settings apply to which format is the
     formats table's (`gpu_worker.formats`); a setting given for a format it does not apply to is
     refused, naming the field."""
 
-    format: str = "JPEG"
-    quality: int = Field(default=85, ge=QUALITY_RANGE[0], le=QUALITY_RANGE[1])
+    format: str = Field(default="JPEG", description=_format_names())
+    quality: int = Field(default=85, ge=QUALITY_RANGE[0], le=QUALITY_RANGE[1],
+                         description=f"the encoder's quality ({_applies('quality')}; the others ignore it)")
     upload: bool = Field(default=False, description="put the result in the bucket and return a presigned URL "
                                                      "even when it is small")
-    lossless: bool = Field(default=False, description="store every pixel exactly (WebP)")
+    lossless: bool = Field(default=False, description=f"store every pixel exactly ({_applies('lossless')})")
     speed: Optional[int] = Field(default=None, ge=min(s[0] for s in _SPEEDS), le=max(s[1] for s in _SPEEDS),
-                                 description="the encoder's speed (AVIF: 0 slowest, smallest file, to 10 fastest); "
-                                             "unset: the format's default")
+                                 description=f"the encoder's speed ({_speed_ranges()}); unset: the format's default")
     keep_metadata: bool = Field(default=False, description="keep the source's EXIF (orientation set to 1) and XMP "
-                                                           "where the format carries them")
+                                                           f"where the format carries them ({_applies('metadata')})")
     max_bytes: Optional[int] = Field(default=None, ge=1, description=(
-        "the largest file, bytes: the highest quality not above `quality` that fits (JPEG, WebP, AVIF)"))
+        f"the largest file, bytes: the highest quality not above `quality` that fits ({_applies('budget')})"))
     icc: Literal["srgb", "keep"] = Field(default="srgb", description=(
         "`srgb`: a source with an ICC profile that is not sRGB is converted to sRGB before the operations, "
         "and the result carries no profile; `keep`: the pixels stay in the source's space and its profile "

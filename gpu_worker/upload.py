@@ -84,9 +84,10 @@ def upload_image(data: bytes, *, key_prefix: str, extension: str, bucket_name: s
     """Store one encoded image in the bucket and return a presigned GET URL for it.
 
     Args:
-        data: the encoded image (JPEG, PNG or WebP bytes), stored as is.
+        data: the encoded image (a file of an output format), stored as is.
         key_prefix: the job id; the object key is ``<key_prefix>/<random hex>.<extension>``.
-        extension: ``"jpg"``, ``"jpeg"``, ``"png"`` or ``"webp"`` (sets the Content-Type).
+        extension: an output format's extension (``"jpg"``) or any spelling of its name
+            (`CONTENT_TYPES`, from the formats table); sets the Content-Type.
         bucket_name: an existing bucket (the ``BUCKET_NAME`` setting); never defaulted.
 
     Returns:

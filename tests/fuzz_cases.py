@@ -1,8 +1,9 @@
 """Fuzz cases (`fuzz_harness.Case`) from mutants and seeds: single jobs and mixed batch jobs.
 
 Every job is an ordinary base64 job with a small operation list: a resize to 24 pixels wide
-(its filter varies) and an adjust; its output format cycles through JPEG, PNG, WebP, AVIF and
-GIF (WebP and GIF keep an animation's frames), and one job in three also asks for analysis
+(its filter varies) and an adjust; its output format cycles through the output formats in the
+formats table's order (gpu_worker.formats; those that hold animation also get each animated
+seed, keeping its frames), and one job in three also asks for analysis
 (``"both"``: source and result). All of it follows from the case's number, so case N is always
 the same job.
 """
@@ -13,10 +14,11 @@ import base64
 import random
 
 from fuzz_harness import Case
+from gpu_worker.formats import OUTPUT_FORMATS, formats_with
 from mutants import SEED_SIZE, Mutant, mutant, seeds
 
 FILTERS = ("lanczos", "bicubic", "bilinear", "nearest")
-FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF")
+FORMATS = tuple(OUTPUT_FORMATS)
 #: Seeds with several frames: their seed cases run once more with each output format that keeps
 #: every frame, so frame reading and the animated writers run in the child.
 ANIMATED_SEEDS = ("png-apng", "webp-animated", "webp-animated-alpha", "gif-animated", "gif-animated-alpha")
@@ -59,7 +61,7 @@ def seed_cases() -> list[Case]:
     cases = [Case(f"seed {name}", single_job(data, i), must_succeed=True)
              for i, (name, data) in enumerate(seeds().items())]
     for name in ANIMATED_SEEDS:
-        for fmt in ("GIF", "WEBP"):
+        for fmt in formats_with("animation"):
             job = single_job(seeds()[name], 1)
             job["output"] = {"format": fmt, "quality": 80}
             cases.append(Case(f"seed {name} to {fmt}", job, must_succeed=True))

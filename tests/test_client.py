@@ -34,8 +34,10 @@ from gpu_worker.client.s3 import ClientError
 from gpu_worker.client.sources import Item, list_items
 from gpu_worker.client.spec import spec_from
 from gpu_worker.client.submit import RetryPolicy
+from gpu_worker.formats import SOURCE_EXTENSIONS
 from http_servers import LoopbackServer
 from local_endpoint import ENDPOINT_ID, start_endpoint
+from photos import photo
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS = {"operations": [{"type": "resize", "params": {"width": 48}}, {"type": "filter", "params": {"name": "sharpen"}}],
@@ -517,6 +519,22 @@ def test_progress_bar_shows_images_per_second_and_eta(tmp_path, capsys):
     # tqdm: "images: 100%|...| 4/4 [00:01<00:00,  2.9img/s, failed=1]": elapsed<ETA, images/s
     assert re.search(r"\b4/4 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+img/s, failed=1\]", final[-1]), final[-1]
     assert "done 3, failed 1, skipped 0 (already done) of 4 images" in err
+
+
+def test_listing_a_folder_takes_every_format_the_worker_reads(tmp_path):
+    # A real AVIF photo, and one file per extension of the formats table, each written by Pillow's
+    # writer for that extension: none of them is skipped.
+    im = photo("coffee.png").resize((16, 12))
+    im.save(tmp_path / "photo.avif", quality=60, speed=10)
+    with Image.open(tmp_path / "photo.avif") as back:
+        assert back.format == "AVIF" and back.size == (16, 12)
+    for ext in sorted(SOURCE_EXTENSIONS - {".avif"}):
+        params = {"speed": 10} if Image.registered_extensions()[ext] == "AVIF" else {}
+        im.save(tmp_path / f"photo{ext}", Image.registered_extensions()[ext], **params)
+    (tmp_path / "notes.txt").write_text("x")
+    assert sorted(i.relative for i in list_items([str(tmp_path)])) == sorted(
+        f"photo{ext}" for ext in SOURCE_EXTENSIONS)
+    assert {".avif", ".ppm", ".pgm", ".pbm", ".ico", ".mpo"} <= SOURCE_EXTENSIONS
 
 
 def test_listing_a_folder_skips_hidden_and_non_images(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import re
 import struct
 
 import numpy as np
@@ -22,12 +23,18 @@ from PIL import ExifTags, Image, ImageCms, ImageOps
 import gpu_worker.runtime as runtime_module
 from corpus import save
 from gpu_worker.codecs import encode, probe
+from gpu_worker.codecs.animation import Timing, encode_frames
 from gpu_worker.codecs.budget import encode_within
+from gpu_worker.codecs.containers import Kept, writable
+from gpu_worker.codecs.encode import EncodeOptions, encoder
 from gpu_worker.codecs.encode_more import GIF_TRANSPARENT_INDEX
 from gpu_worker.config import Settings
-from gpu_worker.formats import OUTPUT_FORMATS, QUALITY_RANGE, REFUSED_SOURCES, formats_with
+from gpu_worker.errors import EncodeError
+from gpu_worker.formats import (OUTPUT_FORMATS, QUALITY_RANGE, REFUSED_SOURCES, SOURCE_EXTENSIONS, SOURCE_FORMATS,
+                                formats_with, source_name)
 from gpu_worker.handler import run_sync
 from gpu_worker.runtime import build_runtime, set_runtime
+from gpu_worker.schema import OutputSpec
 from photos import pil_array, sample, to_tensor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
@@ -113,6 +120,82 @@ def test_the_table_states_what_applies_where():
     assert formats_with("icc") == ("JPEG", "PNG", "WEBP", "AVIF")  # GIF: Pillow writes no profile into one
     assert OUTPUT_FORMATS["AVIF"].speed == (0, 10, 6) and QUALITY_RANGE == (1, 100)
     assert {r.name for r in REFUSED_SOURCES} == {"HEIC/HEIF", "JPEG XL"}
+
+
+def test_the_tables_mime_types_and_extensions_are_pillows():
+    extensions = Image.registered_extensions()
+    for f in OUTPUT_FORMATS.values():
+        assert Image.MIME[f.name] == f.mime and extensions[f".{f.extension}"] == f.name, f.name
+    assert SOURCE_EXTENSIONS == {f".{e}" for f in SOURCE_FORMATS for e in f.extensions}
+    for f in SOURCE_FORMATS:
+        assert all(p in Image.OPEN for p in f.plugins), f.name
+        for ext in f.extensions:  # Pillow's plugin for the extension is one of the format's
+            assert extensions[f".{ext}"] in (*f.plugins, *f.reported_as), (f.name, ext)
+    assert source_name("MPO") == "JPEG" and source_name("WEBP") == "WebP" and source_name("XYZ") == "XYZ"
+
+
+def test_every_row_names_encoders_that_resolve():
+    for f in OUTPUT_FORMATS.values():
+        assert "cpu" in f.encoders and set(f.encoders) <= {"cpu", "cuda"}, f.name
+        for reference in f.encoders.values():
+            assert callable(encoder(reference)), reference
+        assert f.animation == (f.animation_encoder is not None)
+        if f.animation:
+            assert callable(encoder(f.animation_encoder)), f.animation_encoder
+    assert formats_with("gpu_encoder") == ("JPEG",)  # nvjpeg
+    assert formats_with("animation") == ("WEBP", "GIF")
+
+
+@pytest.mark.parametrize("fmt", list(OUTPUT_FORMATS))
+def test_each_encoder_the_table_names_writes_its_format(device, fmt):
+    """Every device's encoder of the row (the host's takes a batch on any device; a GPU encoder
+    runs where the batch is on that device) writes one file of the format per image."""
+    spec = OUTPUT_FORMATS[fmt]
+    options = EncodeOptions(quality=80, speed=spec.speed[2] if spec.speed else None)
+    for kind, reference in spec.encoders.items():
+        if kind != "cpu" and kind != device.type:
+            continue
+        for mode in ("L", "LA", "RGB", "RGBA"):
+            images = [sample("RGBA" if mode == "LA" else mode, SIZE, name) for name in ("coffee.png", "chelsea.png")]
+            batch = torch.cat([to_tensor(im.convert(mode), device) for im in images])
+            files = encoder(reference)(batch, options)
+            assert len(files) == 2, (kind, mode)
+            for data in files:
+                with Image.open(io.BytesIO(data)) as im:
+                    assert im.format == fmt and im.size == SIZE, (kind, mode)
+                    im.load()
+
+
+@pytest.mark.parametrize("fmt", formats_with("animation"))
+def test_each_animated_format_writes_every_frame(device, fmt):
+    frames = torch.cat([to_tensor(sample("RGB", SIZE, name), device) for name in ("coffee.png", "chelsea.png")])
+    data = encode_frames(frames, fmt, Timing((40, 80), 0, None), 80)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == fmt and im.size == SIZE and im.n_frames == 2
+
+
+def test_a_format_without_animation_is_refused_naming_those_with_it():
+    frames = torch.zeros((2, 3, 4, 4), dtype=torch.uint8)
+    for fmt in OUTPUT_FORMATS:
+        if not OUTPUT_FORMATS[fmt].animation:
+            with pytest.raises(EncodeError, match=f"{fmt} holds no animation; WEBP and GIF do"):
+                encode_frames(frames, fmt, Timing((40, 80), 0, None))
+
+
+def test_a_file_holds_the_metadata_the_table_says():
+    everything = Kept(exif=b"II*\x00", xmp=b"<x/>", icc=b"profile")
+    for f in OUTPUT_FORMATS.values():
+        assert writable(f.name, everything).names() == [*f.metadata, *(["icc"] if f.icc else [])], f.name
+    assert writable("GIF", everything) == Kept()
+
+
+@pytest.mark.parametrize("field, attribute", [("quality", "quality"), ("lossless", "lossless"), ("speed", "speed"),
+                                              ("keep_metadata", "metadata"), ("max_bytes", "budget")])
+def test_the_schema_describes_each_setting_with_the_formats_the_table_gives(field, attribute):
+    description = OutputSpec.model_fields[field].description
+    named = {name for name in OUTPUT_FORMATS if re.search(rf"\b{name}\b", description)}
+    assert named == set(formats_with(attribute)), description
+    assert all(re.search(rf"\b{name}\b", OutputSpec.model_fields["format"].description) for name in OUTPUT_FORMATS)
 
 
 def test_avif_quality_0_is_the_same_file_as_1_so_the_range_starts_at_1():

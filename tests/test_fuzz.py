@@ -32,6 +32,7 @@ from PIL import Image
 
 import gpu_worker.runtime as runtime_module
 from gpu_worker.config import Settings
+from gpu_worker.formats import OUTPUT_FORMATS
 from gpu_worker.handler import run_sync
 from gpu_worker.jobs import JobRunner
 from gpu_worker.plan import compile_plan
@@ -55,6 +56,9 @@ FUZZ_SETTINGS = dict(
 SETTINGS = dataclasses.replace(Settings(), gpu_worker_device="cpu", cache_max_bytes=0, max_output_pixels=1_000_000,
                                max_batch_items=8)
 RUNNER = JobRunner(SETTINGS, torch.device("cpu"))
+#: Every spelling of every output format a job may use: canonical names, aliases, lower case.
+SPELLINGS = sorted({spelling for f in OUTPUT_FORMATS.values() for name in (f.name, *f.aliases)
+                    for spelling in (name, name.lower())})
 
 
 def _encode(im: Image.Image, fmt: str, **params) -> str:
@@ -146,7 +150,7 @@ def valid_jobs(draw) -> tuple[dict, tuple[int, int, int]]:
     data, shape = draw(st.sampled_from(SOURCES))
     job: dict = {"image": {"base64": data}, "operations": draw(st.lists(valid_ops(), max_size=4))}
     if draw(st.booleans()):
-        output = {"format": draw(st.sampled_from(["JPEG", "PNG", "WEBP", "GIF", "jpg", "png", "webp", "gif"]))}
+        output = {"format": draw(st.sampled_from(SPELLINGS))}
         if draw(st.booleans()):
             output["quality"] = draw(st.integers(1, 100))
         job["output"] = output

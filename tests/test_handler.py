@@ -25,6 +25,7 @@ import gpu_worker.runtime as runtime_module
 from gpu_worker.operations import apply_reference
 from conftest import cuda_only
 from gpu_worker.config import Settings
+from gpu_worker.formats import OUTPUT_FORMATS
 from gpu_worker.handler import run_sync
 from gpu_worker.runtime import build_runtime, set_runtime
 from photos import COLOR_PHOTOS, max_abs_diff, pil_array, sample
@@ -34,9 +35,11 @@ from corpus import png as png_bytes
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 SIZE = (97, 61)
-FORMATS = ("JPEG", "PNG", "WEBP")
-MIME = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
-DATA_URI = re.compile(r"^data:image/(jpeg|png|webp);base64,([A-Za-z0-9+/]+={0,2})$")
+FORMATS = tuple(OUTPUT_FORMATS)
+#: A data URI of any output format: (MIME type, base64). tests/test_formats.py checks the table's
+#: MIME types against Pillow's.
+DATA_URI = re.compile(rf"^data:({'|'.join(re.escape(f.mime) for f in OUTPUT_FORMATS.values())});base64,"
+                      r"([A-Za-z0-9+/]+={0,2})$")
 #: A lossy output against the exact result may be this many dB worse than Pillow's own encoding
 #: of the exact result at the same quality (on the CPU both use libjpeg-turbo / libwebp: equal).
 LOSSY_PSNR_SLACK_DB = 1.0
@@ -63,7 +66,7 @@ def run(job_input) -> dict:
 
 
 def output_image(response: dict) -> tuple[str, Image.Image]:
-    """(format subtype, decoded image) of a successful response's data URI."""
+    """(MIME type, decoded image) of a successful response's data URI."""
     match = DATA_URI.match(response["processed_image"])
     assert match, response["processed_image"][:80]
     im = Image.open(io.BytesIO(base64.b64decode(match.group(2))))
@@ -97,12 +100,18 @@ def flatten_on_white(im: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, im).convert("RGB")
 
 
-def encode_with_pillow(im: Image.Image, fmt: str, quality: int) -> bytes:
-    """Pillow's own encoding of ``im`` (alpha flattened for JPEG, grey as RGB for WebP)."""
-    if fmt == "JPEG":
+def as_stored(im: Image.Image, fmt: str) -> Image.Image:
+    """``im`` as a ``fmt`` file holds it (the formats table's ``stored_as``: grey as RGB in WebP;
+    an alpha channel the format drops is flattened onto white, as the table's ``alpha`` says)."""
+    stored = OUTPUT_FORMATS[fmt].stored_as.get(im.mode, im.mode)
+    if "A" in im.mode and "A" not in stored:
         im = flatten_on_white(im)
-    elif im.mode in ("L", "LA"):
-        im = im.convert("RGBA" if im.mode == "LA" else "RGB")
+    return im.convert(stored)
+
+
+def encode_with_pillow(im: Image.Image, fmt: str, quality: int) -> bytes:
+    """Pillow's own encoding of ``im`` as the worker stores it (`as_stored`)."""
+    im = as_stored(im, fmt)
     buf = io.BytesIO()
     im.save(buf, fmt, quality=quality)
     return buf.getvalue()
@@ -116,10 +125,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def comparable(expected: Image.Image, got: Image.Image, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     """Both images as arrays in the mode the output format stores ``expected`` in."""
-    if fmt == "JPEG":
-        expected = flatten_on_white(expected)
-    elif fmt == "WEBP" and expected.mode in ("L", "LA"):  # WebP has no grey mode
-        expected = expected.convert("RGBA" if expected.mode == "LA" else "RGB")
+    expected = as_stored(expected, fmt)
     return pil_array(expected), pil_array(got.convert(expected.mode))
 
 
@@ -166,7 +172,7 @@ def test_png_output_matches_pillow_reference(worker, case, mode):
     response = assert_ok(run({"image": {"base64": data}, "operations": [op], "output": {"format": "PNG"}}))
     subtype, out = output_image(response)
     expected = apply_reference(image, [op])
-    assert subtype == "png" and out.format == "PNG"
+    assert subtype == "image/png" and out.format == "PNG"
     assert (response["metadata"]["width"], response["metadata"]["height"]) == out.size == expected.size
     assert out.mode == expected.mode
     assert max_abs_diff(pil_array(out), pil_array(expected)) <= PILLOW_ATOL[family], case
@@ -180,7 +186,7 @@ def test_lossy_outputs_decode_to_the_reference_size_and_pixels(worker, case, fmt
     response = assert_ok(run({"image": {"base64": data}, "operations": [op], "output": {"format": fmt.lower()}}))
     subtype, out = output_image(response)
     meta = response["metadata"]
-    assert subtype == MIME[fmt] and out.format == fmt and meta["format"] == fmt
+    assert subtype == OUTPUT_FORMATS[fmt].mime and out.format == fmt and meta["format"] == fmt
     expected = apply_reference(image, [op])
     assert (meta["width"], meta["height"]) == out.size == expected.size
     assert meta["bytes"] == len(output_bytes(response))
@@ -228,6 +234,10 @@ def test_every_source_mode_to_every_format(worker, mode, fmt):
     expected, got = comparable(image, out, fmt)
     if fmt == "PNG":
         assert out.mode == image.mode and np.array_equal(expected, got)
+    elif fmt == "GIF" and "A" in image.mode:  # one bit of alpha (the table's `alpha`): shown where >= 128
+        shown = expected[..., -1] >= 128
+        assert np.array_equal(got[..., -1] == 255, shown) and np.array_equal(got[..., -1] == 0, ~shown)
+        assert psnr(expected[shown][:, :-1], got[shown][:, :-1]) >= 30
     else:
         assert psnr(expected, got) >= 30
 
@@ -273,7 +283,7 @@ def test_format_spellings(worker, spelling, fmt):
     _, data = source()
     response = assert_ok(run({"image": {"base64": data}, "output": {"format": spelling}}))
     assert response["metadata"]["format"] == fmt
-    assert response["processed_image"].startswith(f"data:image/{MIME[fmt]};base64,")
+    assert response["processed_image"].startswith(f"data:{OUTPUT_FORMATS[fmt].mime};base64,")
 
 
 @pytest.mark.parametrize(
@@ -420,7 +430,7 @@ def test_batch_results_in_order_defaults_overrides_and_one_bad_item(worker):
     assert np.array_equal(pil_array(out), pil_array(apply_reference(tall_image, crop)))
     assert "images[3]" in assert_error_shape(results[3]) and "base64" in results[3]["error"]
     subtype, out = output_image(assert_ok(results[4]))
-    assert subtype == "jpeg" and out.size == (40, 25) and results[4]["metadata"]["format"] == "JPEG"
+    assert subtype == "image/jpeg" and out.size == (40, 25) and results[4]["metadata"]["format"] == "JPEG"
     error = assert_error_shape(results[5])
     assert "images[5]" in error and "bogus" in error
 

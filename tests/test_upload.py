@@ -18,11 +18,13 @@ from PIL import Image
 
 from gpu_worker import upload
 from gpu_worker.errors import JobError
+from gpu_worker.formats import OUTPUT_FORMATS
 from photos import photo
 
 BUCKET = "gpu-worker-results"
 SECRET = "moto-secret-key-never-logged"
-FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF"}
+#: Extension -> format, of every output format (gpu_worker.formats).
+FORMATS = {f.extension: f.name for f in OUTPUT_FORMATS.values()}
 
 
 @pytest.fixture

@@ -25,9 +25,11 @@ from typing import Any, Iterable, Optional
 from urllib.parse import urlsplit
 
 from gpu_worker.client.s3 import ClientError, is_s3, parse_s3
+from gpu_worker.formats import SOURCE_EXTENSIONS
 
-#: File extensions (lower case) taken from folders and s3:// prefixes: what the worker decodes.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+#: File extensions (lower case, with the dot) taken from folders and s3:// prefixes: those of
+#: every format the worker reads (the formats table's ``extensions``).
+IMAGE_EXTENSIONS = SOURCE_EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -37,19 +37,21 @@ from PIL import Image
 from gpu_worker.codecs.containers import Kept
 from gpu_worker.codecs.encode_more import GIF_ALPHA_THRESHOLD, GIF_TRANSPARENT_INDEX
 from gpu_worker.codecs.decode import apply_orientation
+from gpu_worker.codecs.encode import EncodeOptions, encoder
 from gpu_worker.codecs.probe import SourceInfo, open_image
 from gpu_worker.errors import DecodeError, EncodeError, LimitExceeded
-from gpu_worker.formats import OUTPUT_FORMATS
+from gpu_worker.formats import OUTPUT_FORMATS, SOURCE_FORMATS, formats_with, source_name
 from gpu_worker.interop import MODE_OF_CHANNELS
 
-__all__ = ["ANIMATION_DECODER", "Timing", "check_limits", "decode_frames", "encode_frames", "encode_gif", "is_animation",
+__all__ = ["ANIMATION_DECODER", "Timing", "check_limits", "decode_frames", "encode_frames", "encode_gif",
+           "encode_gif_frames", "encode_webp_frames", "is_animation",
            "kept", "stacked_info"]
 
 #: ``SourceInfo.decoder`` of a source whose frames are all read (`stacked_info`).
 ANIMATION_DECODER = "pillow.frames"
 
 #: Formats whose animations are read frame by frame (Pillow's names; APNG is "PNG").
-ANIMATED_SOURCES = ("GIF", "WEBP", "PNG")
+ANIMATED_SOURCES = tuple(p for f in SOURCE_FORMATS if f.animated for p in f.plugins)
 
 #: APNG's dispose_op (0 none, 1 background, 2 previous) as GIF's disposal (1, 2, 3).
 _APNG_TO_GIF_DISPOSAL = {0: 1, 1: 2, 2: 3}
@@ -103,7 +105,7 @@ def check_limits(info: SourceInfo, max_frames: int, max_pixels: int) -> None:
 def _name(info: SourceInfo) -> str:
     if info.format == "PNG":
         return "APNG"
-    return {"WEBP": "WebP"}.get(info.format, info.format)
+    return source_name(info.format)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,24 +252,20 @@ def written_frames(data: bytes) -> int:
 
 def encode_frames(frames: torch.Tensor, format: str, timing: Timing, quality: int = 85, *,
                   lossless: bool = False, kept: Optional[Kept] = None) -> bytes:
-    """Write a stack of frames as one animated file.
+    """Write a stack of frames as one animated file, by the format's ``animation_encoder``
+    (gpu_worker.formats): `encode_gif_frames`, `encode_webp_frames`.
 
     Args:
         frames: uint8 ``(F, C, H, W)``, C in 1..4, on any device. Not modified.
-        format: "GIF" or "WEBP".
+        format: a format that holds animation ("GIF", "WEBP").
         timing: the source's durations (F of them), loop and disposal (`read_frames`).
         quality: WebP's quality (with ``lossless``, its compression effort); GIF has none.
         lossless: WebP only: every frame stored exactly (the colour under transparent pixels too).
-        kept: WebP only: the EXIF, XMP and ICC profile to write (`gpu_worker.codecs.containers.writable`
-            leaves GIF nothing); None writes none.
+        kept: the EXIF, XMP and ICC profile to write where the format holds them
+            (`gpu_worker.codecs.containers.writable` leaves GIF nothing); None writes none.
 
     Returns:
-        The file. GIF: each frame quantized to at most 256 colours by Pillow's writer (median
-        cut for opaque frames, fast octree with alpha; alpha becomes 0 or 255), the source's
-        disposal kept for opaque frames; frames with transparent pixels are written with disposal
-        2 (restore to the background) each, the only one that shows whole frames exactly. WebP:
-        libwebp's animation encoder through Pillow (``minimize_size`` off, every frame a whole
-        picture to it).
+        The file (see each format's writer).
 
     Raises:
         EncodeError: a format that holds no animation, a durations list of another length, a
@@ -275,39 +273,60 @@ def encode_frames(frames: torch.Tensor, format: str, timing: Timing, quality: in
     """
     if frames.dim() != 4 or frames.dtype != torch.uint8 or not 1 <= frames.shape[1] <= 4:
         raise EncodeError(f"frames must be uint8 (F, C, H, W) with C in 1..4, got {tuple(frames.shape)} {frames.dtype}")
-    if format not in ("GIF", "WEBP"):
-        raise EncodeError(f"{format} holds no animation; GIF and WEBP do")
+    spec = OUTPUT_FORMATS.get(format)
+    if spec is None or not spec.animation:
+        raise EncodeError(f"{format} holds no animation; {' and '.join(formats_with('animation'))} do")
     count, _, h, w = frames.shape
     if len(timing.durations) != count:
         raise EncodeError(f"{count} frames but {len(timing.durations)} durations")
-    max_side = OUTPUT_FORMATS[format].max_side
-    if max(h, w) > max_side:
-        raise EncodeError(f"image is {w}x{h}; {format} stores at most {max_side} pixels a side")
-    images = _pil_frames(frames, opaque_as_rgb=format == "GIF")
+    if max(h, w) > spec.max_side:
+        raise EncodeError(f"image is {w}x{h}; {format} stores at most {spec.max_side} pixels a side")
+    options = EncodeOptions(quality, lossless, metadata=None if kept is None else [kept])
+    return encoder(spec.animation_encoder)(frames, timing, options)
+
+
+def encode_gif_frames(frames: torch.Tensor, timing: Timing, options: EncodeOptions) -> bytes:
+    """An animated GIF of checked ``(F, C, H, W)`` frames: each frame quantized to at most 256
+    colours by Pillow's median cut (`_gif_frame`: alpha becomes 0 or 255), the source's loop, and
+    its disposal for opaque frames; frames with transparent pixels are written with disposal 2
+    (restore to the background) each, the only one that shows whole frames exactly. GIF has no
+    quality and holds no metadata."""
+    images = _pil_frames(frames, opaque_as_rgb=True)
     transparent = images[0].mode == "RGBA"
-    if format == "GIF":
-        images = [_gif_frame(im) for im in images]
-    params: dict = {"save_all": True, "append_images": images[1:], "duration": list(timing.durations)}
-    if format == "GIF":
-        if timing.loop is not None:
-            params["loop"] = timing.loop
-        if transparent:
-            # Frames with transparent pixels: each frame is a whole picture, and a GIF frame can
-            # only turn a pixel transparent again by clearing the one before it (disposal 2).
-            params["disposal"] = 2
-        elif timing.disposal is not None:
-            params["disposal"] = list(timing.disposal)
-    else:
-        params["loop"] = 1 if timing.loop is None else timing.loop  # play once, as the GIF said
-        params["quality"] = quality
-        if lossless:
-            params.update(lossless=True, exact=True)
-        if kept is not None:
-            params.update({name: value for name, value in (("exif", kept.exif), ("xmp", kept.xmp),
-                                                            ("icc_profile", kept.icc)) if value is not None})
+    params: dict = {}
+    if timing.loop is not None:
+        params["loop"] = timing.loop
+    if transparent:
+        # Frames with transparent pixels: each frame is a whole picture, and a GIF frame can
+        # only turn a pixel transparent again by clearing the one before it (disposal 2).
+        params["disposal"] = 2
+    elif timing.disposal is not None:
+        params["disposal"] = list(timing.disposal)
+    return _save([_gif_frame(im) for im in images], "GIF", timing, params)
+
+
+def encode_webp_frames(frames: torch.Tensor, timing: Timing, options: EncodeOptions) -> bytes:
+    """An animated WebP of checked ``(F, C, H, W)`` frames: libwebp's animation encoder through
+    Pillow (``minimize_size`` off, every frame a whole picture to it) at ``options.quality``,
+    lossless (the colour under transparent pixels kept) with ``options.lossless``, with the kept
+    EXIF, XMP and ICC profile of ``options.metadata`` (one entry); played once unless the
+    source says otherwise."""
+    params: dict = {"loop": 1 if timing.loop is None else timing.loop, "quality": options.quality}
+    if options.lossless:
+        params.update(lossless=True, exact=True)
+    kept = options.metadata[0] if options.metadata else None
+    if kept is not None:
+        params.update({name: value for name, value in (("exif", kept.exif), ("xmp", kept.xmp),
+                                                        ("icc_profile", kept.icc)) if value is not None})
+    return _save(_pil_frames(frames, opaque_as_rgb=False), "WEBP", timing, params)
+
+
+def _save(images: list[Image.Image], format: str, timing: Timing, params: dict) -> bytes:
+    """Pillow's writer of ``format`` with every frame and the source's durations."""
     buf = io.BytesIO()
     try:
-        images[0].save(buf, format, **params)
+        images[0].save(buf, format, save_all=True, append_images=images[1:], duration=list(timing.durations),
+                       **params)
     except (OSError, ValueError, RuntimeError) as e:
         raise EncodeError(f"{format} animation encoding failed: {str(e)[:200] or type(e).__name__}") from None
     return buf.getvalue()

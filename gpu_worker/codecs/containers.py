@@ -32,6 +32,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Optional
 
+from gpu_worker.formats import OUTPUT_FORMATS
+
 __all__ = ["Kept", "CONTAINERS", "writable", "embed"]
 
 #: The EXIF header JPEG's APP1 segment (and Pillow's ``info["exif"]``) starts with.
@@ -70,16 +72,16 @@ class Kept:
 
 
 def writable(format: str, kept: Kept) -> Kept:
-    """What of ``kept`` a ``format`` file holds: in a JPEG an EXIF or XMP block must fit in one
-    marker segment (65,533 bytes with its header) and a profile in 255 APP2 segments
-    (16,707,345 bytes); larger ones are left out. Other formats hold all of it."""
-    if format != "JPEG":
-        return kept
-    return Kept(
-        exif=kept.exif if kept.exif is not None and len(EXIF_HEADER) + len(kept.exif) <= _JPEG_SEGMENT_MAX else None,
-        xmp=kept.xmp if kept.xmp is not None and len(_XMP_JPEG_HEADER) + len(kept.xmp) <= _JPEG_SEGMENT_MAX else None,
-        icc=kept.icc if kept.icc is not None and len(kept.icc) <= _JPEG_ICC_MAX else None,
-    )
+    """What of ``kept`` a ``format`` file holds: the blocks the formats table says it carries
+    (``metadata``: EXIF, XMP; ``icc``; GIF none), and in a JPEG only an EXIF or XMP block that
+    fits in one marker segment (65,533 bytes with its header) and a profile that fits in 255 APP2
+    segments (16,707,345 bytes); larger ones are left out."""
+    spec = OUTPUT_FORMATS[format]
+    kept = Kept(exif=kept.exif if "exif" in spec.metadata else None,
+                xmp=kept.xmp if "xmp" in spec.metadata else None,
+                icc=kept.icc if spec.icc else None)
+    fits = _FITS.get(format)
+    return fits(kept) if fits is not None else kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,6 +90,15 @@ def writable(format: str, kept: Kept) -> Kept:
 
 def _jpeg_segment(marker: int, body: bytes) -> bytes:
     return struct.pack(">BBH", 0xFF, marker, len(body) + 2) + body
+
+
+def _jpeg_fits(kept: Kept) -> Kept:
+    """What of ``kept`` fits in a JPEG's marker segments (see `writable`)."""
+    return Kept(
+        exif=kept.exif if kept.exif is not None and len(EXIF_HEADER) + len(kept.exif) <= _JPEG_SEGMENT_MAX else None,
+        xmp=kept.xmp if kept.xmp is not None and len(_XMP_JPEG_HEADER) + len(kept.xmp) <= _JPEG_SEGMENT_MAX else None,
+        icc=kept.icc if kept.icc is not None and len(kept.icc) <= _JPEG_ICC_MAX else None,
+    )
 
 
 def _jpeg(data: bytes, kept: Kept) -> bytes:
@@ -189,7 +200,10 @@ def _webp(data: bytes, kept: Kept) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+#: The container writers, by format; `embed` rewrites these formats' files.
 _WRITERS = {"JPEG": _jpeg, "PNG": _png, "WEBP": _webp}
+#: Formats whose containers hold less than the table's blocks of any size: what fits.
+_FITS = {"JPEG": _jpeg_fits}
 
 #: The formats whose containers `embed` rewrites.
 CONTAINERS = tuple(_WRITERS)

@@ -66,14 +66,13 @@ from PIL import Image
 from gpu_worker.codecs.probe import SourceInfo, open_image, probe, read_orientation
 from gpu_worker.color_management import cmyk_to_srgb, profile_for
 from gpu_worker.errors import DecodeError, JobError
+from gpu_worker.formats import source_name
 
 __all__ = ["decode", "decode_batch", "apply_orientation"]
 
-_NAMES = {"WEBP": "WebP"}
-
 
 def _fmt(info: SourceInfo) -> str:
-    return _NAMES.get(info.format, info.format)
+    return source_name(info.format)
 
 
 def _clean(err: BaseException) -> str:

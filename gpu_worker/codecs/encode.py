@@ -1,5 +1,9 @@
 """Encode uint8 ``(B, C, H, W)`` batches to JPEG, PNG, WebP, AVIF or GIF files.
 
+`encode` checks the arguments against the formats table (`gpu_worker.formats`) and calls the
+function the table names for the format and the batch's device (`OutputFormat.encoders`,
+resolved by `encoder`). The JPEG, PNG and WebP encoders are here:
+
 =========  ===================================================================================
 format     how
 =========  ===================================================================================
@@ -9,7 +13,6 @@ JPEG       ``torchvision.io.encode_jpeg`` on a list of images, one call: nvjpeg 
            are encoded on the CPU). Alpha is first flattened onto white, on the batch's device.
 PNG        ``torchvision.io.encode_png`` (CPU, zlib level 6) for 1 and 3 channels; Pillow for 2
            and 4 (torchvision refuses them). Lossless: decoding gives the tensor back exactly.
-GIF        Pillow, one frame (gpu_worker.codecs.animation.encode_gif): at most 256 colours.
 WEBP       Pillow (libwebp), ``quality`` applies; alpha kept. ``lossless=True`` keeps every
            pixel exactly, the colour under fully transparent pixels included. WebP has no grey
            mode: 1 and 2 channels are stored as RGB and RGBA.
@@ -17,33 +20,64 @@ AVIF, GIF  Pillow, on the host: `gpu_worker.codecs.encode_more`.
 =========  ===================================================================================
 
 The EXIF, XMP and ICC profile a result keeps (`gpu_worker.codecs.containers.Kept`) are written
-into its file: by the AVIF encoder, and into the JPEG, PNG and WebP containers right after
-encoding (`gpu_worker.codecs.containers.embed`), so a ``max_bytes`` search counts them.
-`stored_colours` says whether a file holds grey or RGB (the profile must describe that).
+into its file by its encoder: the AVIF encoder hands them to libavif, the JPEG, PNG and WebP ones
+write them into the container right after encoding (`gpu_worker.codecs.containers.embed`), so a
+``max_bytes`` search counts them. `stored_colours` says whether a file holds grey or RGB (the
+profile must describe that), from the table's ``stored_as``.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import io
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 import torchvision.io as tvio
 from PIL import Image
 
-from gpu_worker.codecs.encode_more import encode_avif, encode_gif
 from gpu_worker.codecs.containers import Kept, embed
 from gpu_worker.errors import EncodeError
 from gpu_worker.formats import OUTPUT_FORMATS, QUALITY_RANGE, formats_with
 from gpu_worker.interop import MODE_OF_CHANNELS
 from kernels._checks import check_images
 
-__all__ = ["FORMATS", "encode", "flatten_alpha", "stored_colours"]
+__all__ = ["FORMATS", "EncodeOptions", "as_stored", "encode", "encoder", "flatten_alpha", "stored_colours"]
 
 #: Output formats, as the caller spells them (canonical names of gpu_worker.formats).
 FORMATS = tuple(OUTPUT_FORMATS)
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """What an encode function (`OutputFormat.encoders`) is asked for, checked by `encode`.
+
+    Attributes:
+        quality: 1..100 where the format has a quality (for lossless WebP, the compression
+            effort); the others ignore it.
+        lossless: store every pixel exactly (formats with ``lossless``).
+        speed: the encoder's speed (formats with ``speed``: the job's or the format's default);
+            None for the others.
+        metadata: per image, the EXIF, XMP and ICC profile to write into its file (already cut
+            to what the format holds: `gpu_worker.codecs.containers.writable`); None writes none.
+    """
+
+    quality: int = 85
+    lossless: bool = False
+    speed: Optional[int] = None
+    metadata: Optional[Sequence[Kept]] = None
+
+
+@functools.cache
+def encoder(reference: str) -> Callable:
+    """The function a formats-table reference ``"module:function"`` names (imported on first use)."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
 
 def _clean(err: BaseException) -> str:
     msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -78,12 +112,23 @@ def flatten_alpha(image: torch.Tensor) -> torch.Tensor:
 
 def stored_colours(format: str, channels: int) -> int:
     """How many colour channels (1: grey, 3: RGB) a ``format`` file of a ``channels``-channel
-    image holds, as the encoders here write it: WebP has no grey mode (grey is stored as RGB) and
-    AVIF stores LA as RGBA; the others keep grey grey. Alpha is not counted."""
-    colours = channels - 1 if channels % 2 == 0 else channels
-    if colours == 1 and (format == "WEBP" or (format == "AVIF" and channels == 2)):
-        return 3
-    return colours
+    image holds, as its encoder writes it (the table's ``stored_as``: WebP has no grey mode, AVIF
+    stores LA as RGBA). Alpha is not counted."""
+    mode = MODE_OF_CHANNELS[channels]
+    return 1 if OUTPUT_FORMATS[format].stored_as.get(mode, mode) in ("L", "LA") else 3
+
+
+def as_stored(im: Image.Image, format: str) -> Image.Image:
+    """A Pillow image converted to the mode a ``format`` file holds it in (``stored_as``)."""
+    target = OUTPUT_FORMATS[format].stored_as.get(im.mode)
+    return im.convert(target) if target is not None else im
+
+
+def _with_metadata(files: list[bytes], format: str, options: EncodeOptions) -> list[bytes]:
+    """The files with each one's kept EXIF, XMP and profile written into its container."""
+    if options.metadata is None:
+        return files
+    return [embed(data, format, kept) for data, kept in zip(files, options.metadata)]
 
 
 def _check_args(images: torch.Tensor, format: str, quality: int, lossless: bool, speed: int | None) -> None:
@@ -107,22 +152,31 @@ def _check_args(images: torch.Tensor, format: str, quality: int, lossless: bool,
         raise EncodeError(f"image is {w}x{h}; {format} stores at most {max_side} pixels a side")
 
 
-def _encode_jpeg(images: torch.Tensor, quality: int, nvjpeg: bool) -> list[bytes]:
+def encode_jpeg(images: torch.Tensor, options: EncodeOptions) -> list[bytes]:
+    """JPEG files by libjpeg-turbo on the host (4:2:0); alpha first flattened onto white on the
+    batch's device."""
     if images.shape[1] % 2 == 0:
         images = flatten_alpha(images)  # in blocks of rows: int32 temporaries stay small
-    if images.device.type == "cuda" and images.shape[1] == 3 and nvjpeg:
-        encoded = tvio.encode_jpeg([img.contiguous() for img in images], quality=quality)
-        # The files live on the GPU: one copy to the host for all of them, then split.
-        sizes = [int(t.numel()) for t in encoded]
-        flat = torch.cat(encoded).cpu().numpy().tobytes()
-        out, start = [], 0
-        for n in sizes:
-            out.append(flat[start : start + n])
-            start += n
-        return out
-    host = images.cpu()
-    encoded = tvio.encode_jpeg([img.contiguous() for img in host], quality=quality)
-    return [t.numpy().tobytes() for t in encoded]
+    encoded = tvio.encode_jpeg([img.contiguous() for img in images.cpu()], quality=options.quality)
+    return _with_metadata([t.numpy().tobytes() for t in encoded], "JPEG", options)
+
+
+def encode_jpeg_nvjpeg(images: torch.Tensor, options: EncodeOptions) -> list[bytes]:
+    """JPEG files of a batch on CUDA by nvjpeg (4:4:4), one call; grey goes to `encode_jpeg`
+    (torchvision's nvjpeg encoder takes 3 channels only)."""
+    if images.shape[1] % 2 == 0:
+        images = flatten_alpha(images)
+    if images.shape[1] != 3:
+        return encode_jpeg(images, options)
+    encoded = tvio.encode_jpeg([img.contiguous() for img in images], quality=options.quality)
+    # The files live on the GPU: one copy to the host for all of them, then split.
+    sizes = [int(t.numel()) for t in encoded]
+    flat = torch.cat(encoded).cpu().numpy().tobytes()
+    out, start = [], 0
+    for n in sizes:
+        out.append(flat[start : start + n])
+        start += n
+    return _with_metadata(out, "JPEG", options)
 
 
 def _pil_image(img: torch.Tensor) -> Image.Image:
@@ -140,7 +194,9 @@ def _pil_image(img: torch.Tensor) -> Image.Image:
     return Image.frombytes(mode, (w, h), array)
 
 
-def _encode_png(images: torch.Tensor) -> list[bytes]:
+def encode_png(images: torch.Tensor, options: EncodeOptions) -> list[bytes]:
+    """PNG files (zlib level 6) on the host: libpng through torchvision for 1 and 3 channels,
+    Pillow for 2 and 4 (torchvision refuses them)."""
     out = []
     for img in images.cpu():
         if img.shape[0] in (1, 3):
@@ -149,22 +205,21 @@ def _encode_png(images: torch.Tensor) -> list[bytes]:
             buf = io.BytesIO()
             _pil_image(img).save(buf, "PNG", compress_level=6)
             out.append(buf.getvalue())
-    return out
+    return _with_metadata(out, "PNG", options)
 
 
-def _encode_webp(images: torch.Tensor, quality: int, lossless: bool) -> list[bytes]:
+def encode_webp(images: torch.Tensor, options: EncodeOptions) -> list[bytes]:
+    """WebP files by libwebp through Pillow on the host, grey as RGB (``stored_as``)."""
     out = []
     for img in images.cpu():
-        im = _pil_image(img)
-        if im.mode in ("L", "LA"):
-            im = im.convert("RGBA" if im.mode == "LA" else "RGB")
+        im = as_stored(_pil_image(img), "WEBP")
         buf = io.BytesIO()
-        if lossless:
-            im.save(buf, "WEBP", lossless=True, quality=quality, exact=True)
+        if options.lossless:
+            im.save(buf, "WEBP", lossless=True, quality=options.quality, exact=True)
         else:
-            im.save(buf, "WEBP", quality=quality)
+            im.save(buf, "WEBP", quality=options.quality)
         out.append(buf.getvalue())
-    return out
+    return _with_metadata(out, "WEBP", options)
 
 
 def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bool = False,
@@ -175,17 +230,20 @@ def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bo
     Args:
         images: uint8 ``(B, C, H, W)``, values 0..255, C in 1..4 (alpha last when C is even),
             on any device. Not modified.
-        format: "JPEG", "PNG", "WEBP", "AVIF" or "GIF" (the caller normalises the case).
-        quality: 1..100, for JPEG, WEBP and AVIF (for lossless WebP it is the compression
-            effort). Ignored for PNG and GIF.
-        lossless: WEBP only: store every pixel exactly.
-        nvjpeg: JPEG of RGB images on CUDA: encode with nvjpeg on the device (fast; not the same
-            file as libjpeg-turbo's: up to a few levels apart once decoded). False: copy to the
-            host and encode with libjpeg-turbo, as Pillow does.
-        speed: AVIF only: libavif's speed, 0 (slowest) to 10; None: the format's default.
-        metadata: per image, the EXIF, XMP and ICC profile to write into its file (JPEG, PNG,
-            WebP, AVIF; what a JPEG cannot hold is left out: `containers.writable`); None
-            writes none.
+        format: a canonical name of the formats table, ``OUTPUT_FORMATS`` ("JPEG"; the caller
+            normalises the case).
+        quality: 1..100, for the formats with ``quality`` (for lossless WebP it is the
+            compression effort); the others ignore it.
+        lossless: formats with ``lossless`` (WEBP): store every pixel exactly.
+        nvjpeg: a batch on CUDA in a format with a GPU encoder (``encoders["cuda"]``: JPEG's
+            nvjpeg, RGB only): encode it there (fast; not the same file as libjpeg-turbo's: up
+            to a few levels apart once decoded). False: the host's encoder (``encoders["cpu"]``:
+            libjpeg-turbo, as Pillow).
+        speed: formats with a ``speed`` (AVIF: libavif's, 0 slowest to 10); None: the format's
+            default.
+        metadata: per image, the EXIF, XMP and ICC profile to write into its file, as
+            `containers.writable` cuts it to what the format holds (the table's ``metadata``
+            and ``icc``); None writes none.
 
     Returns:
         ``B`` encoded files (bytes), in batch order; ``[]`` for an empty batch.
@@ -202,20 +260,11 @@ def encode(images: torch.Tensor, format: str, quality: int = 85, *, lossless: bo
         return []
     if metadata is not None and len(metadata) != images.shape[0]:
         raise EncodeError(f"metadata has {len(metadata)} entries for {images.shape[0]} images")
+    spec = OUTPUT_FORMATS[format]
+    device = "cuda" if images.device.type == "cuda" and nvjpeg and spec.gpu_encoder else "cpu"
+    options = EncodeOptions(quality, lossless, spec.speed[2] if spec.speed and speed is None else speed, metadata)
     try:
-        if format == "AVIF":
-            return encode_avif(images, quality, OUTPUT_FORMATS["AVIF"].speed[2] if speed is None else speed, metadata)
-        if format == "GIF":
-            return encode_gif(images)
-        if format == "JPEG":
-            files = _encode_jpeg(images, quality, nvjpeg)
-        elif format == "PNG":
-            files = _encode_png(images)
-        else:
-            files = _encode_webp(images, quality, lossless)
-        if metadata is not None:
-            files = [embed(data, format, kept) for data, kept in zip(files, metadata)]
-        return files
+        return encoder(spec.encoders[device])(images, options)
     except EncodeError:
         raise
     except (RuntimeError, ValueError, OSError) as e:

@@ -14,21 +14,21 @@ GIF        A palette of at most 256 colours chosen by Pillow's quantizer (median
            entry (index 255) for the rest; GIF has no partial transparency.
 =========  ===================================================================================
 
-Each takes a CPU-or-device uint8 ``(B, C, H, W)`` batch and returns B files (one Pillow call per
-image; the caller runs images in parallel, `gpu_worker.cpu_pool`).
+Each is the format's encoder in the formats table (`gpu_worker.formats`, ``encoders["cpu"]``):
+it takes a CPU-or-device uint8 ``(B, C, H, W)`` batch and the checked `EncodeOptions`, and
+returns B files (one Pillow call per image; the caller runs images in parallel,
+`gpu_worker.cpu_pool`).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from typing import Optional
-
 import numpy as np
 import torch
 from PIL import Image
 
 from gpu_worker.codecs.containers import EXIF_HEADER, Kept
+from gpu_worker.codecs.encode import EncodeOptions, as_stored
 from gpu_worker.interop import MODE_OF_CHANNELS
 
 __all__ = ["encode_avif", "encode_gif", "GIF_TRANSPARENT_INDEX"]
@@ -46,18 +46,14 @@ def _pil(img: torch.Tensor) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if c == 1 else array, MODE_OF_CHANNELS[c])
 
 
-def encode_avif(images: torch.Tensor, quality: int, speed: int,
-                metadata: Optional[Sequence[Kept]] = None) -> list[bytes]:
-    """AVIF files of a uint8 ``(B, C, H, W)`` batch at ``quality`` (1-100) and ``speed`` (0-10).
-
-    ``metadata``: per image, the EXIF (TIFF bytes), XMP and ICC profile to write; None writes none.
-    """
+def encode_avif(images: torch.Tensor, options: EncodeOptions) -> list[bytes]:
+    """AVIF files of a uint8 ``(B, C, H, W)`` batch at ``options.quality`` (1-100) and
+    ``options.speed`` (0-10), each with its ``options.metadata`` (EXIF as TIFF bytes, XMP, ICC
+    profile) handed to the encoder."""
     out = []
     for i, img in enumerate(images.cpu()):
-        im = _pil(img)
-        if im.mode == "LA":
-            im = im.convert("RGBA")
-        kept = metadata[i] if metadata is not None else Kept()
+        im = as_stored(_pil(img), "AVIF")
+        kept = options.metadata[i] if options.metadata is not None else Kept()
         extra = {}
         if kept.exif is not None:
             extra["exif"] = EXIF_HEADER + kept.exif
@@ -66,7 +62,7 @@ def encode_avif(images: torch.Tensor, quality: int, speed: int,
         if kept.icc is not None:
             extra["icc_profile"] = kept.icc
         buf = io.BytesIO()
-        im.save(buf, "AVIF", quality=quality, speed=speed, **extra)
+        im.save(buf, "AVIF", quality=options.quality, speed=options.speed, **extra)
         out.append(buf.getvalue())
     return out
 
@@ -91,8 +87,9 @@ def quantize_for_gif(im: Image.Image) -> Image.Image:
     return out
 
 
-def encode_gif(images: torch.Tensor) -> list[bytes]:
-    """GIF files of a uint8 ``(B, C, H, W)`` batch (see the module docstring)."""
+def encode_gif(images: torch.Tensor, options: EncodeOptions) -> list[bytes]:
+    """GIF files of a uint8 ``(B, C, H, W)`` batch (see the module docstring); GIF has no
+    quality and holds no metadata (the table's ``quality``, ``metadata``, ``icc``)."""
     out = []
     for img in images.cpu():
         im = quantize_for_gif(_pil(img))

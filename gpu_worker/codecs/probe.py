@@ -22,7 +22,7 @@ from PIL import ExifTags, Image, ImageFile
 
 from gpu_worker.codecs.metadata import NOTHING, SourceMetadata, read_source
 from gpu_worker.errors import DecodeError, LimitExceeded
-from gpu_worker.formats import SOURCE_FORMATS, SOURCE_PLUGINS, refused_source
+from gpu_worker.formats import SOURCE_FORMATS, SOURCE_PLUGINS, refused_source, source_name
 
 #: Pillow formats we accept, in the order they are tried (the formats table's sources). Others
 #: (EPS, PDF, WMF, ... some of which run external programs on load) are refused before any plugin
@@ -117,7 +117,7 @@ def open_image(data: bytes) -> ImageFile.ImageFile:
         except Image.DecompressionBombError as e:
             # Pillow's WebP plugin checks its own bomb limit (2 x MAX_IMAGE_PIXELS, 179 MP) while
             # opening; ours is lower by default, so the image is over MAX_DECODED_PIXELS too.
-            raise LimitExceeded(f"{_name(fmt)} image is over the decoded-pixel limit MAX_DECODED_PIXELS "
+            raise LimitExceeded(f"{source_name(fmt)} image is over the decoded-pixel limit MAX_DECODED_PIXELS "
                                 f"(and Pillow's own ceiling): {e}") from None
         except MemoryError:
             raise
@@ -125,12 +125,8 @@ def open_image(data: bytes) -> ImageFile.ImageFile:
             failed.append((fmt, e))
     if failed:
         fmt, err = failed[0]
-        raise DecodeError(f"corrupt or truncated {_name(fmt)} header: {str(err) or type(err).__name__}")
+        raise DecodeError(f"corrupt or truncated {source_name(fmt)} header: {str(err) or type(err).__name__}")
     raise DecodeError(f"not a recognised image ({_KNOWN}); starts with {data[:8]!r}")
-
-
-def _name(fmt: str) -> str:
-    return {"WEBP": "WebP", "MPO": "JPEG"}.get(fmt, fmt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +240,7 @@ def probe(data: bytes) -> SourceInfo:
     except (DecodeError, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001 - whatever a plugin raises on a bad header names the file
-        raise DecodeError(f"corrupt {_name(im.format)} header: {str(e)[:200] or type(e).__name__}") from None
+        raise DecodeError(f"corrupt {source_name(im.format)} header: {str(e)[:200] or type(e).__name__}") from None
     finally:
         im.close()
 
@@ -259,7 +255,7 @@ def _read_header(im: ImageFile.ImageFile, data: bytes) -> SourceInfo:
         im.seek(0)
     sw, sh = _stored_size(im)
     if sw < 1 or sh < 1:
-        raise DecodeError(f"{_name(im.format)} header gives an empty image ({sw}x{sh})")
+        raise DecodeError(f"{source_name(im.format)} header gives an empty image ({sw}x{sh})")
     orientation = read_orientation(im, data)
     w, h = (sh, sw) if orientation >= 5 else (sw, sh)
     channels, decoder = _route(im, data, frames)

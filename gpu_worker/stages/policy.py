@@ -9,6 +9,7 @@ import torch
 
 from gpu_worker.config import Settings
 from gpu_worker.cpu_pool import ImagePool, available_cores, shared_pool
+from gpu_worker.formats import OUTPUT_FORMATS
 from gpu_worker.stages.item import Item, live
 from kernels.context import KernelContext
 
@@ -29,7 +30,8 @@ class DevicePolicy:
         decodes_on_host: decode one image per call on the host's threads (``pool``):
             on the CPU, and on CUDA with ``CUDA_JPEG_CODEC=libjpeg``. Otherwise the JPEGs of a
             chunk go to nvjpeg in one batched call.
-        nvjpeg_encodes: JPEG results are encoded by nvjpeg on the GPU, batched
+        nvjpeg_encodes: results in a format with a GPU encoder (the formats table's
+            ``gpu_encoder``: JPEG, by nvjpeg) are encoded on the GPU, batched
             (``CUDA_JPEG_CODEC=nvjpeg``); every other result is encoded on the host's threads.
     """
 
@@ -51,8 +53,9 @@ class DevicePolicy:
                    nvjpeg_encodes=cuda and settings.cuda_jpeg_codec == "nvjpeg")
 
     def encodes_on_gpu(self, item: Item) -> bool:
-        """Whether nvjpeg encodes this item's result (JPEG out, ``CUDA_JPEG_CODEC=nvjpeg``)."""
-        return self.nvjpeg_encodes and item.spec.output.format == "JPEG"
+        """Whether this item's result is encoded on the GPU (a format with a GPU encoder, JPEG's
+        nvjpeg, and ``CUDA_JPEG_CODEC=nvjpeg``)."""
+        return self.nvjpeg_encodes and OUTPUT_FORMATS[item.spec.output.format].gpu_encoder
 
     def encodes_on_host(self, chunk: list[Item]) -> bool:
         """Whether all of the chunk's encodes run on the host (so they can run behind the next
