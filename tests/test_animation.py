@@ -28,7 +28,9 @@ from animations import durations, frame_durations, panning_frames, pillow_frames
 from PIL import Image
 
 from gpu_worker.codecs import probe
-from gpu_worker.codecs.animation import decode_frames, encode_frames, encode_gif
+from gpu_worker.codecs.animation import decode_frames, encode_frames
+from gpu_worker.codecs.encode import EncodeOptions
+from gpu_worker.codecs.encode_more import encode_gif
 from gpu_worker.config import Settings
 from gpu_worker.jobs import JobRunner
 from gpu_worker.operations import apply_reference
@@ -213,7 +215,7 @@ def test_a_corrupt_animation_fails_alone():
 def test_still_gif_output(mode):
     frame = panning_frames(1, transparent=mode == "RGBA")[0].convert(mode)
     tensor = torch.from_numpy(np.asarray(frame).copy().reshape(61, 97, -1)).permute(2, 0, 1)
-    with Image.open(io.BytesIO(encode_gif(tensor))) as im:
+    with Image.open(io.BytesIO(encode_gif(tensor.unsqueeze(0), EncodeOptions())[0])) as im:
         got = _arrays([im])[0]
     expected = _arrays([frame])[0]
     if mode == "L":

@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from gpu_worker.codecs.containers import Kept
-from gpu_worker.codecs.encode_more import GIF_ALPHA_THRESHOLD, GIF_TRANSPARENT_INDEX
+from gpu_worker.codecs.encode_more import quantize_for_gif
 from gpu_worker.codecs.decode import apply_orientation
 from gpu_worker.codecs.encode import EncodeOptions, encoder
 from gpu_worker.codecs.probe import SourceInfo, open_image
@@ -43,7 +43,7 @@ from gpu_worker.errors import DecodeError, EncodeError, LimitExceeded
 from gpu_worker.formats import OUTPUT_FORMATS, SOURCE_FORMATS, formats_with, source_name
 from gpu_worker.interop import MODE_OF_CHANNELS
 
-__all__ = ["ANIMATION_DECODER", "Timing", "check_limits", "decode_frames", "encode_frames", "encode_gif",
+__all__ = ["ANIMATION_DECODER", "Timing", "check_limits", "decode_frames", "encode_frames",
            "encode_gif_frames", "encode_webp_frames", "is_animation",
            "kept", "stacked_info"]
 
@@ -205,42 +205,6 @@ def _pil_frames(frames: torch.Tensor, opaque_as_rgb: bool) -> list[Image.Image]:
     return images
 
 
-def _gif_frame(frame: Image.Image) -> Image.Image:
-    """An RGB or RGBA image -> a palette image for GIF: its colours quantized by Pillow's median
-    cut (``quantize``: 256 colours; 255 and one transparent entry, `GIF_TRANSPARENT_INDEX`, when
-    some pixel's alpha is below `GIF_ALPHA_THRESHOLD`). Pillow's own RGBA conversion (fast octree over RGBA) can leave no
-    palette entry whose alpha is exactly 0, and then transparent pixels come out opaque."""
-    if frame.mode != "RGBA":
-        return frame.quantize(256)
-    array = np.asarray(frame)
-    clear = array[..., 3] < GIF_ALPHA_THRESHOLD
-    if not clear.any():
-        return frame.convert("RGB").quantize(256)
-    rgb = array[..., :3].copy()
-    rgb[clear] = rgb[~clear][0] if (~clear).any() else 0  # the hidden colour spends no palette entry
-    quantized = Image.fromarray(rgb, "RGB").quantize(GIF_TRANSPARENT_INDEX)  # entries 0..254
-    index = np.asarray(quantized).copy()
-    index[clear] = GIF_TRANSPARENT_INDEX
-    palette = quantized.getpalette()[: GIF_TRANSPARENT_INDEX * 3]
-    out = Image.fromarray(index, "P")
-    out.putpalette(palette + [0] * (768 - len(palette)))
-    out.info["transparency"] = GIF_TRANSPARENT_INDEX
-    return out
-
-
-def encode_gif(image: torch.Tensor) -> bytes:
-    """One uint8 ``(C, H, W)`` image as a still GIF: Pillow's writer, which quantizes it to at
-    most 256 colours (median cut when opaque, fast octree with alpha; grey exact, grey with
-    alpha as RGBA)."""
-    buf = io.BytesIO()
-    try:
-        if image.shape[0] == 1:  # grey: a grey palette, exact
-            Image.fromarray(image[0].cpu().numpy(), "L").save(buf, "GIF")
-        else:
-            _gif_frame(_pil_frames(image.unsqueeze(0), opaque_as_rgb=True)[0]).save(buf, "GIF")
-    except (OSError, ValueError, RuntimeError) as e:
-        raise EncodeError(f"GIF encoding failed: {str(e)[:200] or type(e).__name__}") from None
-    return buf.getvalue()
 
 
 def written_frames(data: bytes) -> int:
@@ -287,7 +251,7 @@ def encode_frames(frames: torch.Tensor, format: str, timing: Timing, quality: in
 
 def encode_gif_frames(frames: torch.Tensor, timing: Timing, options: EncodeOptions) -> bytes:
     """An animated GIF of checked ``(F, C, H, W)`` frames: each frame quantized to at most 256
-    colours by Pillow's median cut (`_gif_frame`: alpha becomes 0 or 255), the source's loop, and
+    colours by Pillow's median cut (`encode_more.quantize_for_gif`: alpha becomes 0 or 255), the source's loop, and
     its disposal for opaque frames; frames with transparent pixels are written with disposal 2
     (restore to the background) each, the only one that shows whole frames exactly. GIF has no
     quality and holds no metadata."""
@@ -302,7 +266,7 @@ def encode_gif_frames(frames: torch.Tensor, timing: Timing, options: EncodeOptio
         params["disposal"] = 2
     elif timing.disposal is not None:
         params["disposal"] = list(timing.disposal)
-    return _save([_gif_frame(im) for im in images], "GIF", timing, params)
+    return _save([quantize_for_gif(im) for im in images], "GIF", timing, params)
 
 
 def encode_webp_frames(frames: torch.Tensor, timing: Timing, options: EncodeOptions) -> bytes:

@@ -10,8 +10,9 @@ AVIF       Pillow's AVIF plugin (libavif with AOM): ``quality`` 1-100, ``speed``
            ours is 1; the profile goes into the ``colr`` box).
 GIF        A palette of at most 256 colours chosen by Pillow's quantizer (median cut,
            ``Image.quantize``); grey is stored with its own 256 levels (exact). With alpha (LA,
-           RGBA): 255 colours for the pixels whose alpha is 128 or more and one transparent
-           entry (index 255) for the rest; GIF has no partial transparency.
+           RGBA): 255 colours for the pixels whose alpha is 128 or more (quantized from those
+           pixels only) and one transparent entry (index 255) for the rest; GIF has no partial
+           transparency. Still GIFs and animation frames go through the same quantizer.
 =========  ===================================================================================
 
 Each is the format's encoder in the formats table (`gpu_worker.formats`, ``encoders["cpu"]``):
@@ -68,21 +69,28 @@ def encode_avif(images: torch.Tensor, options: EncodeOptions) -> list[bytes]:
 
 
 def quantize_for_gif(im: Image.Image) -> Image.Image:
-    """A Pillow ``L``, ``LA``, ``RGB`` or ``RGBA`` image as the palette image a GIF stores
-    (see the module docstring); the transparent entry, when there is one, is in
-    ``info["transparency"]``."""
+    """A Pillow ``L``, ``LA``, ``RGB`` or ``RGBA`` image (a still, or one frame of an animation)
+    as the palette image a GIF stores (see the module docstring); the transparent entry, when
+    there is one, is in ``info["transparency"]``. Grey stays grey (exact); colours are quantized
+    by Pillow's median cut, and the colour under transparent pixels spends no palette entry.
+    (Pillow's own RGBA conversion, a fast octree over RGBA, can leave no entry whose alpha is
+    exactly 0, and then transparent pixels come out opaque.)"""
     if im.mode == "L":
         return im
     if im.mode == "RGB":
         return im.quantize(256)
-    alpha = np.asarray(im.getchannel("A"))
-    colours = im.convert("RGB").quantize(GIF_TRANSPARENT_INDEX)  # at most 255 entries: 0..254
+    array = np.asarray(im.convert("RGBA"))
+    clear = array[..., 3] < GIF_ALPHA_THRESHOLD
+    if not clear.any():
+        return Image.fromarray(array[..., :3]).quantize(256)
+    rgb = array[..., :3].copy()
+    rgb[clear] = rgb[~clear][0] if (~clear).any() else 0
+    colours = Image.fromarray(rgb, "RGB").quantize(GIF_TRANSPARENT_INDEX)  # at most 255 entries: 0..254
     indices = np.array(colours, dtype=np.uint8)
-    indices[alpha < GIF_ALPHA_THRESHOLD] = GIF_TRANSPARENT_INDEX
-    palette = colours.getpalette() or []
-    palette = (palette + [0] * 768)[:768]
+    indices[clear] = GIF_TRANSPARENT_INDEX
+    palette = (colours.getpalette() or [])[: GIF_TRANSPARENT_INDEX * 3]
     out = Image.fromarray(indices, "P")
-    out.putpalette(palette)
+    out.putpalette(palette + [0] * (768 - len(palette)))
     out.info["transparency"] = GIF_TRANSPARENT_INDEX
     return out
 
