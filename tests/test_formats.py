@@ -427,6 +427,38 @@ def test_keep_metadata_keeps_exif_with_gps_upright_and_xmp(worker, fmt):
     assert b"Photoshop 3.0" not in data and b"IPTC byline" not in data  # IPTC is never kept
 
 
+def _exif_with_a_thumbnail(thumbnail: bytes) -> bytes:
+    """A TIFF-format EXIF block (little-endian): IFD0 with orientation 6, then IFD1 holding
+    ``thumbnail`` (a JPEG) as cameras write their preview."""
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHII", 0x112, 3, 1, 6)
+    ifd1_at = 8 + len(ifd0) + 4
+    thumbnail_at = ifd1_at + 2 + 2 * 12 + 4
+    ifd1 = (struct.pack("<H", 2) + struct.pack("<HHII", 0x201, 4, 1, thumbnail_at)
+            + struct.pack("<HHII", 0x202, 4, 1, len(thumbnail)) + struct.pack("<I", 0))
+    return b"II*\x00" + struct.pack("<I", 8) + ifd0 + struct.pack("<I", ifd1_at) + ifd1 + thumbnail
+
+
+@pytest.mark.parametrize("fmt", formats_with("metadata"))
+def test_a_kept_exif_drops_the_sources_thumbnail(worker, fmt):
+    """The source's EXIF preview (IFD1) shows the picture before the job cropped or turned it: a
+    result that keeps the EXIF must not carry it."""
+    thumbnail = save(sample("RGB", (16, 10), "chelsea.png"), "JPEG")
+    exif = _exif_with_a_thumbnail(thumbnail)
+    source = io.BytesIO()
+    sample("RGB", SIZE).save(source, "JPEG", exif=b"Exif\x00\x00" + exif)
+    with Image.open(io.BytesIO(source.getvalue())) as im:  # the source really carries it
+        assert im.getexif().get_ifd(ExifTags.IFD.IFD1) and thumbnail in source.getvalue()
+    response = ok(run({"image": {"base64": b64(source.getvalue())}, "output": {"format": fmt, "keep_metadata": True},
+                       "operations": [{"type": "crop", "params": {"left": 0, "top": 0, "right": 20, "bottom": 20}}]}))
+    assert "exif" in response["metadata"]["kept_metadata"]
+    data = result_bytes(response)
+    with Image.open(io.BytesIO(data)) as out:
+        kept = out.getexif()
+        assert kept.get(ExifTags.Base.Orientation, 1) == 1  # (AVIF moves it into the container)
+        assert not kept.get_ifd(ExifTags.IFD.IFD1)
+    assert thumbnail not in data
+
+
 def test_keep_metadata_in_a_format_that_carries_none_keeps_nothing(worker):
     response = ok(run({"image": {"base64": b64(tagged_jpeg())}, "output": {"format": "GIF", "keep_metadata": True}}))
     assert response["metadata"]["kept_metadata"] == []
