@@ -203,7 +203,8 @@ def perturbed(value: Any) -> st.SearchStrategy:
     if isinstance(value, float):
         return st.floats(0.5, 1.5).flatmap(lambda scale: st.floats(-0.5, 0.5).map(lambda shift: value * scale + shift))
     if isinstance(value, str) and _HEX_COLOUR.fullmatch(value):
-        return st.text("0123456789abcdefABCDEF", min_size=len(value) - 1, max_size=len(value) - 1).map(lambda d: "#" + d)
+        digits = len(value) - 1
+        return st.text("0123456789abcdefABCDEF", min_size=digits, max_size=digits).map(lambda d: "#" + d)
     if isinstance(value, list) and value and all(type(v) in (int, float) for v in value):
         if len(value) > LONG_LIST:
             return st.tuples(st.floats(0.8, 1.2), st.floats(-0.1, 0.1)).map(
