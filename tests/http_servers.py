@@ -22,7 +22,12 @@ Routes (path → behaviour; the query string is ignored when matching):
 - ``add_stream(path, total_bytes, chunk_bytes=65536)``: ``total_bytes`` of zeros with no
   Content-Length (a body over a cap that only streaming can catch).
 
-``server.hits`` counts requests per path.
+What the server saw, per path: ``server.hits`` counts requests; ``server.most_at_once`` is the
+most requests in progress at once; ``server.hung_up`` counts responses the client hung up on
+before the route had sent everything; ``server.sent`` lists, for each finished response of a
+trickle or stream route, the bytes it wrote. ``server.wait_for_ended(path, count, timeout)``
+waits until that many responses to ``path`` have ended (a client's hang-up is noticed at the
+server's next write).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 from urllib.parse import urlsplit
@@ -61,6 +66,12 @@ class LoopbackServer:
         self._httpd: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
         self.hits: Counter[str] = Counter()
+        self.most_at_once: Counter[str] = Counter()
+        self.hung_up: Counter[str] = Counter()
+        self.sent: dict[str, list[int]] = defaultdict(list)
+        self._in_flight: Counter[str] = Counter()
+        self._ended: Counter[str] = Counter()
+        self._seen = threading.Condition()  # guards the counters above; notified as requests end
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -73,15 +84,28 @@ class LoopbackServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 path = urlsplit(self.path).path
-                owner.hits[path] += 1
-                route = owner._routes.get(path)
-                if route is None:
-                    _send_simple(self, 404, b"not found")
-                    return
+                with owner._seen:
+                    owner.hits[path] += 1
+                    owner._in_flight[path] += 1
+                    owner.most_at_once[path] = max(owner.most_at_once[path], owner._in_flight[path])
                 try:
-                    route(self)
-                except (BrokenPipeError, ConnectionResetError, TimeoutError):
-                    self.close_connection = True  # the client went away (as clients under test do)
+                    route = owner._routes.get(path)
+                    if route is None:
+                        _send_simple(self, 404, b"not found")
+                        return
+                    try:
+                        route(self)
+                    except (BrokenPipeError, ConnectionResetError):
+                        self.close_connection = True  # the client went away (as clients under test do)
+                        with owner._seen:
+                            owner.hung_up[path] += 1
+                    except TimeoutError:
+                        self.close_connection = True  # a silent client, given up after IDLE_TIMEOUT_S
+                finally:
+                    with owner._seen:
+                        owner._in_flight[path] -= 1
+                        owner._ended[path] += 1
+                        owner._seen.notify_all()
 
             def log_message(self, format: str, *args) -> None:  # noqa: A002 - keep test output quiet
                 pass
@@ -118,6 +142,12 @@ class LoopbackServer:
     def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
         """The URL of ``path`` on this server; ``host`` may be any spelling of the loopback address."""
         return f"http://{host}:{self.port}{path}"
+
+    def wait_for_ended(self, path: str, count: int = 1, timeout: float = IDLE_TIMEOUT_S) -> None:
+        """Block until ``count`` responses to ``path`` have ended; AssertionError after ``timeout`` s."""
+        with self._seen:
+            if not self._seen.wait_for(lambda: self._ended[path] >= count, timeout):
+                raise AssertionError(f"{self._ended[path]} of {count} responses to {path} ended in {timeout} s")
 
     # -- routes ------------------------------------------------------------------------------
 
@@ -160,12 +190,17 @@ class LoopbackServer:
 
         def trickle(h: BaseHTTPRequestHandler, data: bytes) -> None:
             end = time.monotonic() + max_s
-            for i in range(len(data)):
-                if stopping.is_set() or time.monotonic() > end:
-                    return
-                h.wfile.write(data[i : i + 1])
-                h.wfile.flush()
-                stopping.wait(interval_s)
+            written = 0
+            try:
+                for i in range(len(data)):
+                    if stopping.is_set() or time.monotonic() > end:
+                        return
+                    h.wfile.write(data[i : i + 1])
+                    h.wfile.flush()
+                    written += 1
+                    stopping.wait(interval_s)
+            finally:
+                self._note_sent(path, written)
 
         def route(h: BaseHTTPRequestHandler) -> None:
             h.close_connection = True
@@ -181,6 +216,10 @@ class LoopbackServer:
 
         self._routes[path] = route
         return path
+
+    def _note_sent(self, path: str, written: int) -> None:
+        with self._seen:
+            self.sent[path].append(written)
 
     def add_declared_length(self, path: str, declared: int, *, body: bytes = b"") -> str:
         def route(h: BaseHTTPRequestHandler) -> None:
@@ -205,11 +244,14 @@ class LoopbackServer:
             h.send_header("Connection", "close")
             h.end_headers()
             sent = 0
-            while sent < total_bytes and not stopping.is_set():
-                n = min(chunk_bytes, total_bytes - sent)
-                h.wfile.write(b"\0" * n)
-                sent += n
-            h.wfile.flush()
+            try:
+                while sent < total_bytes and not stopping.is_set():
+                    n = min(chunk_bytes, total_bytes - sent)
+                    h.wfile.write(b"\0" * n)
+                    sent += n
+                h.wfile.flush()
+            finally:
+                self._note_sent(path, sent)
 
         self._routes[path] = route
         return path

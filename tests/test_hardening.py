@@ -865,18 +865,28 @@ def test_trickling_server_is_cut_off_at_fetch_timeout(worker, clean_env, server,
     response, seconds = timed(run, {"image": {"url": server.url(path)}})
     message = error_of(response)
     assert "FETCH_TIMEOUT_S" in message and "1" in message
-    # A trickled header block cannot be cut under the SDK: the fetch then waits its 0.5 s unwind.
-    assert 0.9 <= seconds < (2.0 if path == "/slow.png" else 2.5), seconds
+    # A time limit: it did wait it out. The upper bound is only a hang guard (the trickle goes on
+    # for 10 s); the message says the limit cut it. A trickled header block cannot be cut under
+    # the SDK: the fetch then waits its 0.5 s unwind.
+    assert 0.9 <= seconds < 10.0, seconds
+    if path == "/slow.png":  # a body: the connection is shut down, not left trickling
+        server.wait_for_ended(path)
+        assert server.hung_up[path] == 1
     assert_still_serving()
 
 
 @pytest.mark.timeout(30)
 def test_trickling_items_in_a_batch_are_cut_off_together(worker, clean_env, server):
-    """Downloads run in parallel: eight trickling items take about one timeout, not eight."""
+    """Downloads run in parallel: eight trickling items are all in progress at once, each cut at
+    the one timeout."""
     clean_env.setenv(ALLOW, "true")
     use_settings(fetch_timeout_s=1.0)
     items = [{"image": {"url": server.url("/slow.png")}}] * 8 + [{"image": {"url": server.url("/photo.png")}}]
     response, seconds = timed(run, {"images": items})
-    assert seconds < 3.0, seconds
     assert response["metadata"]["failed"] == 8 and response["results"][8]["success"] is True
+    assert all("FETCH_TIMEOUT_S" in item["error"] for item in response["results"][:8])
+    assert server.most_at_once["/slow.png"] == 8  # all eight downloads at once, not one after another
+    server.wait_for_ended("/slow.png", 8)
+    assert server.hung_up["/slow.png"] == 8
+    assert seconds < 10.0, seconds  # only a hang guard: most_at_once above shows them parallel
     assert_still_serving()

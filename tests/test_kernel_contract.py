@@ -26,7 +26,8 @@ SIZE = (29, 23)  # width, height: small, odd, larger than every kernel
 def _kernels() -> dict[str, Kernel]:
     """id -> kernel with fixed arguments: every registered operation's examples, bound to SIZE
     (the kernel of each step; an example that leaves the image as it is has none). A data-dependent
-    step's kernel returns one tensor per image (tests/test_trim.py holds it to the same rules)."""
+    step's kernel returns one tensor per image (tests/test_trim_overlay.py's
+    test_trim_kernel_conventions holds it to the same rules)."""
     found = {}
     for name, entry in REGISTRY.items():
         for i, params in enumerate(entry.examples):

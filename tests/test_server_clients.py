@@ -222,7 +222,9 @@ def test_requests_without_the_key_are_refused(api):
 def test_runsync_waits_at_most_its_bound_then_answers_with_the_id(api, photos):
     started = time.monotonic()
     answer = post(f"{api}/runsync?wait=1000", {"input": {"image": {"url": photos.url("/slow")}}}).json()
-    assert 0.9 < time.monotonic() - started < 5
+    # It waited its bound; IN_PROGRESS says it answered before the job ended (at FETCH_TIMEOUT_S,
+    # 6 s). The upper bound is only a hang guard.
+    assert 0.9 < time.monotonic() - started < 10
     assert answer["status"] == "IN_PROGRESS" and answer["id"].startswith("sync-")
     post(f"{api}/cancel/{answer['id']}", {})
 
@@ -233,7 +235,8 @@ def test_execution_timeout_then_retry(api, photos):
     wait_until(lambda: post(f"{api}/status/{job_id}", {}).json()["status"] in FINAL, 10, "the job to end")
     state = requests.get(f"{api}/status/{job_id}", headers=AUTH, timeout=5).json()
     assert state["status"] == "TIMED_OUT" and "executionTimeout" in state["error"]
-    assert 900 <= state["executionTime"] < 3000
+    # Ran its 1 s, and was cut before the 6 s (FETCH_TIMEOUT_S) it would have taken by itself.
+    assert 900 <= state["executionTime"] < 6000
 
     assert post(f"{api}/retry/{job_id}", {}).json() == {"id": job_id, "status": "IN_QUEUE"}
     wait_until(lambda: requests.get(f"{api}/status/{job_id}", headers=AUTH, timeout=5).json()["status"] in FINAL,
