@@ -125,6 +125,7 @@ def test_tiny_blocks_give_the_same_results(monkeypatch):
     import gpu_worker.codecs.encode  # noqa: F401 - sys.modules below
     import kernels
     import kernels.stats as stats
+    import kernels.transpose as transpose
 
     resize_module = sys.modules["kernels.resize"]
     resize_cpu = sys.modules["kernels.resize_cpu"]
@@ -147,6 +148,7 @@ def test_tiny_blocks_give_the_same_results(monkeypatch):
             kernels.apply_filter(channels_last, "smooth_more"),
             kernels.grayscale(rgba), kernels.adjust(rgba, 1.2, 0.8), kernels.adjust(channels_last, 0.9, 1.3, 1.7),
             encode_module.flatten_alpha(rgba),
+            transpose.transpose(rgba, "rotate_90"), transpose.transpose(channels_last, "transverse"),
         ]
 
     whole = everything()
@@ -155,7 +157,7 @@ def test_tiny_blocks_give_the_same_results(monkeypatch):
     monkeypatch.setattr(resize_cpu, "_MAX_ROW_LENGTH", 16)  # bands of columns in the height pass
     monkeypatch.setattr(resize_cpu, "_WIDTH_BAND_ELEMENTS", 1)  # bands of the fewest rows
     monkeypatch.setattr(resize_cpu, "_WIDTH_BAND_MIN_ROWS", 5)
-    monkeypatch.setattr(resize_cpu, "_TILE", 8)
+    monkeypatch.setattr(transpose, "TILE", 8)
     monkeypatch.setattr(filters, "CPU_CHUNK_ELEMENTS", 100)
     monkeypatch.setattr(color, "CPU_PIECE_PIXELS", 50)
     monkeypatch.setattr(color, "CPU_PIECE_PIXELS_LARGE", 50)
