@@ -39,18 +39,16 @@ def transpose(images: torch.Tensor, method: str) -> torch.Tensor:
     rows, cols = -2, -1
     if method not in SWAPS_SIDES:
         return images.flip({"flip_left_right": cols, "flip_top_bottom": rows, "rotate_180": (rows, cols)}[method])
-    # Each is the transpose (x, y -> y, x) with its rows, its columns or both reversed after.
-    swapped = _swapped(images)
-    flips = {"transpose": (), "rotate_90": (rows,), "rotate_270": (cols,), "transverse": (rows, cols)}[method]
-    return swapped.flip(flips) if flips else swapped
-
-
-def _swapped(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, C, H, W)`` -> ``(B, C, W, H)``, contiguous; in tiles on the CPU."""
+    # Each is the transpose (x, y -> y, x) with its rows, its columns or both reversed.
+    flip_rows, flip_cols = {"transpose": (False, False), "rotate_90": (True, False),
+                            "rotate_270": (False, True), "transverse": (True, True)}[method]
     batch, channels, height, width = images.shape
     if images.device.type != "cpu":
-        return images.transpose(-2, -1).contiguous()
-    return transposed(images.reshape(batch * channels, height, width)).view(batch, channels, width, height)
+        swapped = images.transpose(rows, cols)
+        flips = [dim for dim, wanted in ((rows, flip_rows), (cols, flip_cols)) if wanted]
+        return swapped.flip(flips) if flips else swapped.contiguous()
+    planes = images.reshape(batch * channels, height, width)
+    return transposed(planes, flip_rows, flip_cols).view(batch, channels, width, height)
 
 
 #: Side of the square tiles :func:`transposed` copies: a whole-image strided copy touches a
@@ -58,16 +56,23 @@ def _swapped(images: torch.Tensor) -> torch.Tensor:
 TILE = 256
 
 
-def transposed(planes: torch.Tensor) -> torch.Tensor:
-    """``planes.transpose(1, 2)`` of CPU ``(P, H, W)``, contiguous, in square tiles; runs of
-    tile columns go to :func:`~kernels.parallel.map_pieces`."""
+def transposed(planes: torch.Tensor, flip_rows: bool = False, flip_cols: bool = False) -> torch.Tensor:
+    """``planes.transpose(1, 2)`` of CPU ``(P, H, W)``, contiguous, in square tiles, its rows
+    and/or columns reversed with ``flip_rows``/``flip_cols`` (each tile reversed in cache and
+    written to its mirrored place); runs of tile columns go to :func:`~kernels.parallel.map_pieces`."""
     count, height, width = planes.shape
     out = torch.empty((count, width, height), dtype=planes.dtype)
+    dims = [dim for dim, wanted in ((1, flip_rows), (2, flip_cols)) if wanted]
 
     def run(columns: range) -> None:
         for c in columns:
+            c_end = min(c + TILE, width)
+            out_rows = slice(width - c_end, width - c) if flip_rows else slice(c, c_end)
             for r in range(0, height, TILE):
-                out[:, c : c + TILE, r : r + TILE].copy_(planes[:, r : r + TILE, c : c + TILE].transpose(1, 2))
+                r_end = min(r + TILE, height)
+                out_cols = slice(height - r_end, height - r) if flip_cols else slice(r, r_end)
+                tile = planes[:, r:r_end, c:c_end].transpose(1, 2)
+                out[:, out_rows, out_cols].copy_(tile.flip(dims) if dims else tile)
 
     map_pieces(run, split(range(0, width, TILE)))
     return out
