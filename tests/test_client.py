@@ -27,10 +27,11 @@ from PIL import Image
 from client_photos import write_photos
 from gpu_worker.client import cli
 from gpu_worker.client.breaker import Breaker
-from gpu_worker.client.manifest import FILE_NAME
+from gpu_worker.client.manifest import FILE_NAME, S3Manifest
+from gpu_worker.client.manifest import record as manifest_record
 from gpu_worker.client.packing import base64_size, pack
 from gpu_worker.client.run import Options, process
-from gpu_worker.client.s3 import ClientError
+from gpu_worker.client.s3 import ClientError, parse_s3
 from gpu_worker.client.sources import Item, list_items
 from gpu_worker.client.spec import spec_from
 from gpu_worker.client.submit import RetryPolicy
@@ -397,10 +398,44 @@ def test_s3_source_and_destination(server, s3, s3_server, photo_dir, ops_file, c
     head = s3.head_object(Bucket="photos-out", Key=f"results/{next(iter(results))}")
     assert head["ContentType"] == "image/jpeg"
     manifest = [k for k in got if k.startswith(".gpu-worker-manifest/")]
-    assert manifest and sum(len(got[k].splitlines()) for k in manifest) == 60
+    assert len(manifest) == 4 and sum(len(got[k].splitlines()) for k in manifest) == 60  # one object per job
 
+    # The rerun reads them all, sends nothing, and leaves them compacted into one object.
     code, again = run_cli(capsys, *argv)
     assert code == 0 and (again["done"], again["skipped"]) == (0, 60)
+    compacted = keys(s3, "photos-out", "results/.gpu-worker-manifest/")
+    assert len(compacted) == 1
+    records = [json.loads(line) for line in next(iter(compacted.values())).splitlines()]
+    assert sorted(r["source"] for r in records) == sorted(p.relative_to(photo_dir).as_posix() for p in sources)
+    code, third = run_cli(capsys, *argv)
+    assert code == 0 and (third["done"], third["skipped"]) == (0, 60)
+    assert keys(s3, "photos-out", "results/.gpu-worker-manifest/") == compacted  # nothing more to compact
+
+
+def test_s3_manifest_objects_gone_under_a_run_are_skipped_and_new_ones_kept(s3):
+    """Another run may compact (delete) objects between this run's listing and its reads, or add
+    new ones meanwhile: the ones gone are skipped, and only objects this run read are deleted."""
+    s3.create_bucket(Bucket="dest")
+    where = parse_s3("s3://dest/out/")
+    writer = S3Manifest(s3, where)
+    for i in range(3):
+        writer.append([manifest_record(f"a{i}.jpg", f"a{i}.jpg", "ops", 1, 1)])
+    listed = sorted(keys(s3, "dest", "out/.gpu-worker-manifest/"))
+    reader = S3Manifest(s3, where)
+    real_read = reader._read
+
+    def read_while_another_run_works(key: str):
+        if key.endswith(listed[0]):  # another run compacted this one away and added its own
+            s3.delete_object(Bucket="dest", Key=key)
+            S3Manifest(s3, where).append([manifest_record("new.jpg", "new.jpg", "ops", 1, 1)])
+        return real_read(key)
+
+    reader._read = read_while_another_run_works
+    records = reader.load()
+    assert sorted(r["source"] for r in records) == ["a1.jpg", "a2.jpg"]
+    left = keys(s3, "dest", "out/.gpu-worker-manifest/")
+    assert len(left) == 2 and any(b"new.jpg" in body for body in left.values())  # its compaction, and the new one
+    assert sorted(r["source"] for r in S3Manifest(s3, where).load()) == ["a1.jpg", "a2.jpg", "new.jpg"]
 
 
 def test_oversize_files_staged_in_the_bucket_or_reported(server, s3, s3_server, tmp_path, capsys, api_key):
