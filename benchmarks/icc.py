@@ -56,7 +56,7 @@ def main() -> None:
     import torch
     from PIL import ImageCms
 
-    from benchmarks.images import image
+    from benchmarks.images import three_ways
     from benchmarks.timing import median_ms
     from gpu_worker import color_management
     from gpu_worker.config import Settings
@@ -67,10 +67,7 @@ def main() -> None:
     logging.getLogger("pyvips").setLevel(logging.WARNING)
     device = select_device(args.device)
     with worker_kernels(Settings(), device):  # as in a job of the worker
-        pils = [image(i) for i in range(args.n)]
-        arrays = [np.asarray(im) for im in pils]
-        batch = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1) for a in arrays]).to(device)
-        vips_images = [pyvips.Image.new_from_memory(a.tobytes(), a.shape[1], a.shape[0], 3, "uchar") for a in arrays]
+        pils, batch, vips_images = three_ways(args.n, device)
         srgb = ImageCms.createProfile("sRGB")
 
         print(f"{args.n} x 1920x1080 RGB, ms per image, median of {args.repeats} (ours on {device}, "

@@ -68,6 +68,20 @@ def image(i: int) -> Image.Image:
     return window
 
 
+def three_ways(n: int, device):
+    """The first ``n`` test images as each contender takes them: PIL images, one uint8
+    ``(n, 3, 1080, 1920)`` tensor on ``device``, and pyvips images (in memory, uchar)."""
+    import numpy as np
+    import pyvips
+    import torch
+
+    pils = [image(i) for i in range(n)]
+    arrays = [np.asarray(im) for im in pils]
+    batch = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1) for a in arrays]).to(device)
+    vips_images = [pyvips.Image.new_from_memory(a.tobytes(), a.shape[1], a.shape[0], 3, "uchar") for a in arrays]
+    return pils, batch, vips_images
+
+
 def jpeg(i: int) -> bytes:
     """Test image ``i`` as JPEG bytes (quality 90, Pillow's default 4:2:0 chroma)."""
     buffer = io.BytesIO()

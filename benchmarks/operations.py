@@ -23,7 +23,6 @@ import io
 import logging
 from typing import Any, Callable
 
-import numpy as np
 
 
 @functools.cache
@@ -188,7 +187,7 @@ def main() -> None:
     import pyvips
     import torch
 
-    from benchmarks.images import image
+    from benchmarks.images import three_ways
     from gpu_worker.config import Settings
     from gpu_worker.device import select_device
     from gpu_worker.operations import REGISTRY
@@ -198,10 +197,7 @@ def main() -> None:
     logging.getLogger("pyvips").setLevel(logging.WARNING)  # it logs every thread pool at INFO
     device = select_device(args.device)
     with worker_kernels(Settings(), device):  # as in a job of the worker
-        pils = [image(i) for i in range(args.n)]
-        arrays = [np.asarray(im) for im in pils]
-        batch = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1) for a in arrays]).to(device)
-        vips_images = [pyvips.Image.new_from_memory(a.tobytes(), a.shape[1], a.shape[0], 3, "uchar") for a in arrays]
+        pils, batch, vips_images = three_ways(args.n, device)
         wanted = [name for name in args.only.split(",") if name] or list(REGISTRY)
 
         print(f"{args.n} x 1920x1080 RGB, ms per image, median of {args.repeats} "

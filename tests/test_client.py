@@ -355,18 +355,8 @@ def json_file(tmp_path: Path, data) -> str:
 
 
 @pytest.fixture
-def s3(s3_server, monkeypatch, tmp_path):
-    """A boto3 client on the moto server, dummy credentials, no AWS config or metadata service."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                 "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+def s3(s3_server, dummy_aws):
+    """A boto3 client on the moto server, with the dummy identity (conftest's ``dummy_aws``)."""
     return boto3.client("s3", endpoint_url=s3_server)
 
 

@@ -28,19 +28,11 @@ FORMATS = {f.extension: f.name for f in OUTPUT_FORMATS.values()}
 
 
 @pytest.fixture
-def isolated_env(monkeypatch, tmp_path):
-    """Dummy AWS identity, no config files, no metadata service, no proxy; cwd in tmp_path."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
-                 "AWS_ENDPOINT_URL_S3", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy",
-                 "ALL_PROXY", "all_proxy", *upload.CREDENTIAL_VARS, upload.BUCKET_NAME_VAR):
+def isolated_env(dummy_aws, tmp_path):
+    """conftest's dummy AWS identity, no bucket settings of the worker; cwd in tmp_path."""
+    monkeypatch = dummy_aws
+    for name in (*upload.CREDENTIAL_VARS, upload.BUCKET_NAME_VAR):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.chdir(tmp_path)  # rp_upload's fallbacks would write here: they must not happen
     return tmp_path
 
